@@ -1,0 +1,306 @@
+/**
+ * The composition root: reads the config directory, loads the plugins into a registry, and runs a
+ * Session for every connection a transport hands over. A reload (SIGHUP) builds a complete new
+ * snapshot and swaps it in for new sessions only; running sessions keep the one they began with.
+ * A failed reload keeps the old snapshot.
+ */
+import { mkdirSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { ConfigDir } from './config/config-dir.ts';
+import { abortCall, beginCall, makeCallTarget } from './hooks/call-target.ts';
+import type { Code } from './hooks/codes.ts';
+import type { HookName } from './hooks/hook-map.ts';
+import { HookRegistry, type PluginRecord } from './hooks/registry.ts';
+import { HookRunner, type HookCallContext } from './hooks/runner.ts';
+import { DEFAULT_LOGLEVEL, LOGERROR, LOGINFO, LOGWARN, parseLogLevel, type LogLevel } from './log/levels.ts';
+import { formatLogParts, formatStderrLine, type LogRecord } from './log/logger.ts';
+import { loadPlugins } from './plugins/loader.ts';
+import type { PluginHost } from './plugins/plugin.ts';
+import { parsePluginLines, type LoadProblem } from './plugins/plugins-file.ts';
+import type { Conn } from './session/conn.ts';
+import { Session, type LogSink } from './session/session.ts';
+import { Transaction } from './session/transaction.ts';
+
+export interface AppOptions {
+  readonly configDir: string;
+  /** The daemon's environment, for plugins (RELAYCLIENT ...). */
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly version: string;
+  /** The folder of the bundled plugins. */
+  readonly bundledPluginDir: string;
+  /** Where log lines go when no logging plugin is loaded. */
+  readonly writeStderr?: (line: string) => void;
+}
+
+/** Loading failed: the problems, each naming its file and line. */
+export class LoadFailure extends Error {
+  constructor(readonly problems: readonly LoadProblem[]) {
+    super(problems.map((p) => `${p.file}:${p.line}: ${p.plugin ? `plugin "${p.plugin}": ` : ''}${p.message}`).join('\n'));
+    this.name = 'LoadFailure';
+  }
+}
+
+const DEFAULT_PLUGIN_TIMEOUT_S = 30;
+const REGISTER_TIMEOUT_MS = 30_000;
+
+/** One consistent view of config and plugins. */
+interface Snapshot {
+  readonly config: ConfigDir;
+  readonly registry: HookRegistry;
+  readonly runner: HookRunner;
+  readonly logSink: AppLogSink;
+  readonly spoolDir: string;
+}
+
+interface Running {
+  readonly session: Session;
+  readonly conn: Conn & { destroy?: () => void };
+}
+
+export class App {
+  private snapshot: Snapshot;
+  private readonly running = new Set<Running>();
+  private readonly perIp = new Map<string, number>();
+  private connectionCount = 0;
+  private spoolCount = 0;
+  private stopping = false;
+
+  private constructor(
+    private readonly options: AppOptions,
+    snapshot: Snapshot,
+  ) {
+    this.snapshot = snapshot;
+  }
+
+  /** Load config and plugins; rejects with a LoadFailure listing every problem. */
+  static async load(options: AppOptions): Promise<App> {
+    return new App(options, await buildSnapshot(options));
+  }
+
+  get configDir(): ConfigDir {
+    return this.snapshot.config;
+  }
+
+  get registry(): HookRegistry {
+    return this.snapshot.registry;
+  }
+
+  /** Sessions in progress. */
+  get activeSessions(): number {
+    return this.running.size;
+  }
+
+  /** Reload config and plugins for new sessions. Returns the problems; on any, nothing changes. */
+  async reload(): Promise<readonly LoadProblem[]> {
+    try {
+      this.snapshot = await buildSnapshot(this.options);
+      this.log(LOGINFO, 'configuration and plugins reloaded');
+      return [];
+    } catch (err) {
+      const problems = err instanceof LoadFailure ? err.problems : [{ file: this.options.configDir, line: 0, message: String(err) }];
+      for (const p of problems) this.log(LOGERROR, `reload failed, keeping the running configuration: ${p.file}:${p.line}: ${p.message}`);
+      return problems;
+    }
+  }
+
+  /** Run one SMTP session on a connection. Resolves when it has ended; never rejects. */
+  async handle(conn: Conn & { destroy?: () => void }): Promise<void> {
+    const snap = this.snapshot;
+    const ip = conn.endpoints.remoteIp;
+    const fromIp = (this.perIp.get(ip) ?? 0) + 1;
+    this.perIp.set(ip, fromIp);
+    const pid = process.pid;
+    const session = new Session({
+      id: `${pid}.${++this.connectionCount}`,
+      conn,
+      runner: snap.runner,
+      configFiles: (name) => snap.config.list(name),
+      logSink: snap.logSink,
+      version: this.options.version,
+      spoolDir: snap.spoolDir,
+      spoolName: () => `${Date.now()}:${pid}:${++this.spoolCount}`,
+      connectionsFromIp: fromIp,
+    });
+    const entry: Running = { session, conn };
+    this.running.add(entry);
+    if (this.stopping) session.stop();
+    try {
+      await session.run();
+    } finally {
+      this.running.delete(entry);
+      const left = (this.perIp.get(ip) ?? 1) - 1;
+      if (left <= 0) this.perIp.delete(ip);
+      else this.perIp.set(ip, left);
+    }
+  }
+
+  /**
+   * Graceful stop: every session finishes the command in progress (a message being received is
+   * received and queued), then gets 421. After `graceMs` the remaining connections are cut.
+   */
+  async stop(graceMs: number): Promise<void> {
+    this.stopping = true;
+    for (const r of this.running) r.session.stop();
+    const deadline = Date.now() + graceMs;
+    while (this.running.size > 0 && Date.now() < deadline) await delay(25);
+    for (const r of this.running) r.conn.destroy?.();
+    while (this.running.size > 0) await delay(10);
+  }
+
+  log(level: LogLevel, ...parts: unknown[]): void {
+    const sink = this.snapshot.logSink;
+    if (!sink.enabled(level)) return;
+    sink.write({ level, hook: '', plugin: '', message: formatLogParts(parts) }, undefined);
+  }
+}
+
+async function buildSnapshot(options: AppOptions): Promise<Snapshot> {
+  const problems: string[] = [];
+  const configDir = resolve(options.configDir);
+  const config = new ConfigDir(configDir, { me: [hostname()], timeout: ['1200'] }, (p) => problems.push(p));
+  const writeStderr = options.writeStderr ?? ((line: string) => process.stderr.write(line + '\n'));
+
+  const logging = parsePluginLines(config.entries('logging'));
+  const plugins = parsePluginLines(config.entries('plugins'));
+  const lineProblems = [...logging.problems, ...plugins.problems];
+  if (config.entries('plugins').length === 0) {
+    lineProblems.push({ file: config.pathOf('plugins'), line: 0, message: 'no plugins configured: the file is missing or empty' });
+  }
+
+  const root = dirname(configDir);
+  const searchDirs = [
+    ...config.list('plugin_dirs').map((d) => resolve(root, d)),
+    join(root, 'plugins'),
+    options.bundledPluginDir,
+  ].filter((d, i, all) => all.indexOf(d) === i);
+
+  // Messages logged while plugins load go to stderr: the logging plugins are not ready yet.
+  const threshold = parseLogLevel(config.value('loglevel')) ?? DEFAULT_LOGLEVEL;
+  const bootLog = (level: LogLevel, hook: string, plugin: string, parts: readonly unknown[]): void => {
+    if (level <= threshold) writeStderr(formatStderrLine(process.pid, { level, hook, plugin, message: formatLogParts(parts) }));
+  };
+  let sink: AppLogSink | undefined;
+  const host: PluginHost = {
+    configDir,
+    env: options.env,
+    version: options.version,
+    config: (name) => config.value(name),
+    configList: (name) => [...config.list(name)],
+    logAs: (level, hook, plugin, parts) => (sink ? sink.writeParts(level, hook, plugin, parts) : bootLog(level, hook, plugin, parts)),
+  };
+
+  const timeouts = parsePluginTimeouts(config.list('plugin_timeout'));
+  const loaded = await loadPlugins([...logging.specs, ...plugins.specs], {
+    searchDirs,
+    host,
+    timeoutFor: (name) => (timeouts.perPlugin.get(name) ?? timeouts.default) * 1000,
+    registerTimeoutMs: REGISTER_TIMEOUT_MS,
+  });
+  const allProblems = [...lineProblems, ...loaded.problems];
+  if (allProblems.length > 0) throw new LoadFailure(allProblems);
+
+  const registry = new HookRegistry(loaded.records, loaded.entries);
+  const runner = new HookRunner(registry);
+  sink = new AppLogSink(runner, threshold, writeStderr);
+  for (const p of problems) sink.writeParts(LOGWARN, '', '', [`config: ${p}`]);
+
+  const spoolDir = resolve(root, config.value('spool_dir') ?? join(tmpdir(), `qpsmtpd-spool-${process.getuid?.() ?? 'user'}`));
+  mkdirSync(spoolDir, { recursive: true, mode: 0o700 });
+  return { config, registry, runner, logSink: sink, spoolDir };
+}
+
+/** `plugin_timeout`: a line with a number is the default (seconds); `NAME SECONDS` lines override it. */
+function parsePluginTimeouts(lines: readonly string[]): { default: number; perPlugin: Map<string, number> } {
+  let fallback = DEFAULT_PLUGIN_TIMEOUT_S;
+  const perPlugin = new Map<string, number>();
+  for (const line of lines) {
+    const words = line.split(/\s+/);
+    if (words.length === 1 && Number(words[0]) > 0) fallback = Number(words[0]);
+    else if (words.length === 2 && Number(words[1]) > 0) perPlugin.set(words[0]!, Number(words[1]));
+  }
+  return { default: fallback, perPlugin };
+}
+
+/**
+ * Log lines into the `logging` hook when logging plugins are loaded, else to stderr filtered by
+ * `loglevel`. A logging plugin may declare `logThreshold` (the highest level it writes): messages
+ * above every threshold are not even formatted.
+ */
+class AppLogSink implements LogSink {
+  private readonly max: number;
+  private readonly viaHook: boolean;
+  private inHook = false;
+  private readonly appContext: HookCallContext;
+
+  constructor(
+    private readonly runner: HookRunner,
+    private readonly threshold: LogLevel,
+    private readonly writeStderr: (line: string) => void,
+  ) {
+    const loggers = runner.registry.entries('logging');
+    this.viaHook = loggers.length > 0;
+    this.max = this.viaHook ? Math.max(...loggers.map((e) => thresholdOf(e.plugin))) : threshold;
+    this.appContext = new AppCallContext(this);
+  }
+
+  enabled(level: LogLevel): boolean {
+    return level <= this.max;
+  }
+
+  writeParts(level: LogLevel, hook: string, plugin: string, parts: readonly unknown[]): void {
+    if (this.enabled(level)) this.write({ level, hook, plugin, message: formatLogParts(parts) }, undefined);
+  }
+
+  write(record: LogRecord, context: HookCallContext | undefined): void {
+    if (!this.viaHook) {
+      if (record.level <= this.threshold) this.writeStderr(formatStderrLine(process.pid, record));
+      return;
+    }
+    // A logging plugin that logs would call itself: qpsmtpd drops those lines, and so do we.
+    if (this.inHook) return;
+    this.inHook = true;
+    try {
+      this.runner.runSync('logging', context ?? this.appContext, [record.level, record.hook, record.plugin, record.message]);
+    } finally {
+      this.inHook = false;
+    }
+  }
+}
+
+function thresholdOf(plugin: PluginRecord): number {
+  const declared = (plugin.instance as { logThreshold?: unknown }).logThreshold;
+  return typeof declared === 'number' ? declared : 7;
+}
+
+/** The context of hooks run outside any session (log lines at start-up and reload). */
+class AppCallContext implements HookCallContext {
+  readonly transaction = new Transaction('-', () => ({ threshold: 0, spoolDir: tmpdir(), spoolName: () => 'unused' }));
+  private readonly views = new Map<object, object>();
+
+  constructor(private readonly sink: AppLogSink) {}
+
+  callTarget(plugin: PluginRecord, hook: HookName): object {
+    let view = this.views.get(plugin.instance);
+    if (view === undefined) {
+      view = makeCallTarget(plugin.instance, undefined);
+      this.views.set(plugin.instance, view);
+    }
+    beginCall(view, hook);
+    return view;
+  }
+
+  abortCall(target: object): void {
+    abortCall(target);
+  }
+
+  recordResult(_plugin: PluginRecord, _hook: HookName, _code: Code, _message: readonly string[] | undefined): void {}
+
+  report(level: LogLevel, hook: string, plugin: string, message: string): void {
+    this.sink.writeParts(level, hook, plugin, [message]);
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

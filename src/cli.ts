@@ -1,0 +1,183 @@
+/**
+ * `qpsmtpd`: command line and environment into options, options into an app and a transport.
+ * The only module that reads process.argv and process.env.
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { App, LoadFailure } from './app.ts';
+import { LOGNOTICE } from './log/levels.ts';
+import { formatProblem } from './plugins/plugins-file.ts';
+import { EXIT_CONFIG, isWorker, onPrimaryMessage, reportReady, runPrimary } from './transport/cluster.ts';
+import { stdioConn } from './transport/stdio.ts';
+import { TcpListeners, parseListenAddress, type ListenAddress } from './transport/tcp.ts';
+
+const HELP = `Usage:
+  qpsmtpd [--config DIR] [--listen HOST:PORT ...] [--workers N] [--grace SECONDS]
+  qpsmtpd [--config DIR] --stdio
+  qpsmtpd check [--config DIR]
+  qpsmtpd --help | --version
+
+  --config DIR       the config directory (default: $QPSMTPD_CONFIG, else ./config)
+  --listen HOST:PORT listen there; may be repeated; [::1]:25 for IPv6, :25 for every address
+                     (default 127.0.0.1:2525)
+  --workers N        N worker processes share the listening sockets (prefork); a worker that
+                     dies is replaced
+  --stdio            one SMTP session on stdin/stdout (inetd, tcpserver, systemd Accept=yes);
+                     the client's address comes from TCPREMOTEIP/TCPREMOTEPORT when set
+  --grace SECONDS    on SIGTERM/SIGINT, how long sessions in flight may take to finish (default 30)
+  check              load the config and every plugin, print each hook with its plugins, exit 0;
+                     on any error print it with its file and line and exit 1
+
+Signals: SIGTERM/SIGINT stop accepting, let sessions finish, exit 0.
+         SIGHUP reloads config and plugins for new sessions; sessions in flight keep theirs.`;
+
+interface Options {
+  readonly command: 'serve' | 'check' | 'help' | 'version';
+  readonly configDir: string;
+  readonly listen: ListenAddress[];
+  readonly workers: number;
+  readonly stdio: boolean;
+  readonly graceMs: number;
+}
+
+class UsageError extends Error {}
+
+function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): Options {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      allowPositionals: true,
+      options: {
+        config: { type: 'string', short: 'c' },
+        listen: { type: 'string', short: 'l', multiple: true },
+        workers: { type: 'string', short: 'w' },
+        stdio: { type: 'boolean' },
+        grace: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
+      },
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const { values, positionals } = parsed;
+  if (positionals.length > 1 || (positionals[0] !== undefined && positionals[0] !== 'check')) {
+    throw new UsageError(`unknown command "${positionals.join(' ')}"`);
+  }
+  const workers = values.workers === undefined ? 0 : Number(values.workers);
+  if (!Number.isInteger(workers) || workers < 0 || workers > 256) throw new UsageError(`--workers must be a whole number from 1 to 256`);
+  const grace = values.grace === undefined ? 30 : Number(values.grace);
+  if (!(grace >= 0)) throw new UsageError('--grace must be a number of seconds');
+  let listen: ListenAddress[];
+  try {
+    listen = (values.listen ?? ['127.0.0.1:2525']).map(parseListenAddress);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const command = values.help ? 'help' : values.version ? 'version' : positionals[0] === 'check' ? 'check' : 'serve';
+  return {
+    command,
+    configDir: values.config ?? env['QPSMTPD_CONFIG'] ?? 'config',
+    listen,
+    workers,
+    stdio: values.stdio === true,
+    graceMs: grace * 1000,
+  };
+}
+
+function packageVersion(): string {
+  for (const rel of ['../package.json', '../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(fileURLToPath(new URL(rel, import.meta.url)), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'qpsmtpd' && pkg.version) return pkg.version;
+    } catch {
+      // not there: running from dist/, try one level up
+    }
+  }
+  return '0.0.0';
+}
+
+/** Run the command line; resolves with the exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  let options: Options;
+  try {
+    options = parseOptions(argv, process.env);
+  } catch (err) {
+    process.stderr.write(`qpsmtpd: ${(err as Error).message}\n\n${HELP}\n`);
+    return 64;
+  }
+  if (options.command === 'help') {
+    process.stdout.write(HELP + '\n');
+    return 0;
+  }
+  const version = packageVersion();
+  if (options.command === 'version') {
+    process.stdout.write(`qpsmtpd ${version}\n`);
+    return 0;
+  }
+  if (options.workers > 0 && !options.stdio && options.command === 'serve' && !isWorker()) {
+    return runPrimary({ workers: options.workers, log: (line) => process.stderr.write(`${process.pid} qpsmtpd: ${line}\n`) });
+  }
+
+  let app: App;
+  try {
+    app = await App.load({
+      configDir: options.configDir,
+      env: process.env,
+      version,
+      bundledPluginDir: fileURLToPath(new URL('../plugins/', import.meta.url)),
+    });
+  } catch (err) {
+    if (!(err instanceof LoadFailure)) throw err;
+    process.stderr.write(`qpsmtpd: cannot load the configuration:\n${err.problems.map((p) => '  ' + formatProblem(p)).join('\n')}\n`);
+    return isWorker() ? EXIT_CONFIG : 1;
+  }
+
+  if (options.command === 'check') {
+    process.stdout.write(`config ${app.configDir.dir}: OK\n`);
+    for (const { hook, plugins } of app.registry.describe()) process.stdout.write(`${hook}: ${plugins.join(', ')}\n`);
+    return 0;
+  }
+
+  if (options.stdio) {
+    await app.handle(stdioConn(process.env, process.stdin, process.stdout));
+    return 0;
+  }
+  return serve(app, options);
+}
+
+async function serve(app: App, options: Options): Promise<number> {
+  let listeners: TcpListeners;
+  try {
+    listeners = await TcpListeners.open(app, options.listen);
+  } catch (err) {
+    process.stderr.write(`qpsmtpd: ${(err as Error).message}\n`);
+    return isWorker() ? EXIT_CONFIG : 1;
+  }
+  const bound = listeners.bound().map((a) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`));
+  app.log(LOGNOTICE, `qpsmtpd ${process.pid} listening on ${bound.join(', ')}`);
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (): void => {
+      if (stopping) return;
+      stopping = true;
+      void listeners
+        .close()
+        .then(() => app.stop(options.graceMs))
+        .then(() => resolve(0));
+    };
+    const reload = (): void => {
+      void app.reload();
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+    process.on('SIGHUP', reload);
+    if (isWorker()) {
+      onPrimaryMessage((message) => (message.type === 'stop' ? stop() : reload()));
+      reportReady();
+    }
+  });
+}

@@ -1,0 +1,51 @@
+/**
+ * The public plugin API: what `import ... from 'qpsmtpd'` gives a plugin. Plugins import only this.
+ */
+export { Plugin } from './plugins/plugin.ts';
+export type { PluginHost, RegisterHookOptions } from './plugins/plugin.ts';
+export type { HookMethods, HookFunction } from './plugins/hook-methods.ts';
+export {
+  OK,
+  DENY,
+  DENYSOFT,
+  DENY_DISCONNECT,
+  DENYHARD,
+  DENYSOFT_DISCONNECT,
+  DECLINED,
+  DONE,
+  codeName,
+  isCode,
+} from './hooks/codes.ts';
+export type { Code } from './hooks/codes.ts';
+export {
+  LOGDEBUG,
+  LOGINFO,
+  LOGNOTICE,
+  LOGWARN,
+  LOGERROR,
+  LOGCRIT,
+  LOGALERT,
+  LOGEMERG,
+  LOGRADAR,
+  parseLogLevel,
+} from './log/levels.ts';
+export type { LogLevel } from './log/levels.ts';
+export { HOOK_NAMES } from './hooks/hook-map.ts';
+export type {
+  HookName,
+  HookArgs,
+  HookResult,
+  HookReturn,
+  Message,
+  PreConnectionInfo,
+  HelloParser,
+  PathParser,
+  AuthParser,
+  AuthArgs,
+} from './hooks/hook-map.ts';
+export { Address } from './protocol/address.ts';
+export type { EsmtpParams } from './protocol/command.ts';
+export { Header } from './message/header.ts';
+export type { Transaction } from './session/transaction.ts';
+export type { Connection } from './session/connection.ts';
+export type { SessionApi, SessionApi as Session } from './session/session-api.ts';

@@ -1,0 +1,165 @@
+/**
+ * From plugin specs to loaded plugins: find the file, import it, check it is a Plugin class,
+ * attach its `hook_*` methods, call `register(qp, ...args)`. Every problem is collected with the
+ * config file and line it comes from, so `qpsmtpd check` and start-up can report them all at once.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { hookForMethod, type HookName } from '../hooks/hook-map.ts';
+import type { HookEntry, PluginRecord } from '../hooks/registry.ts';
+import { importPluginModule } from './import-module.ts';
+import { Plugin, SETUP, logLevelFromArgs, type PluginHost, type PluginSetup } from './plugin.ts';
+import { PLUGIN_ALIASES, type LoadProblem, type PluginSpec } from './plugins-file.ts';
+
+export const PLUGIN_EXTENSIONS = ['.ts', '.js', '.mjs'] as const;
+
+export interface LoadOptions {
+  /** Folders to search, in order (plugin_dirs, then plugins/ beside the config dir, then the bundled ones). */
+  readonly searchDirs: readonly string[];
+  readonly host: PluginHost;
+  /** Time limit of one hook call for a plugin, in ms. */
+  readonly timeoutFor: (pluginName: string) => number;
+  /** Time limit of `register`, in ms. */
+  readonly registerTimeoutMs: number;
+}
+
+export interface LoadResult {
+  readonly records: PluginRecord[];
+  readonly entries: (HookEntry & { first: boolean })[];
+  readonly problems: LoadProblem[];
+}
+
+/** The file for a plugin name: the first NAME.ts / NAME.js / NAME.mjs in the search folders. */
+export function findPluginFile(module: string, dirs: readonly string[]): string | undefined {
+  for (const dir of dirs) {
+    for (const ext of PLUGIN_EXTENSIONS) {
+      const file = join(dir, module + ext);
+      if (existsSync(file)) return file;
+    }
+  }
+  return undefined;
+}
+
+export async function loadPlugins(specs: readonly PluginSpec[], options: LoadOptions): Promise<LoadResult> {
+  const records: PluginRecord[] = [];
+  const entries: (HookEntry & { first: boolean })[] = [];
+  const problems: LoadProblem[] = [];
+
+  for (const spec of specs) {
+    const problem = (message: string): void => {
+      problems.push({ file: spec.file, line: spec.line, plugin: spec.name, message });
+    };
+    const alias = PLUGIN_ALIASES[spec.module];
+    const file = findPluginFile(spec.module, options.searchDirs) ?? (alias ? findPluginFile(alias, options.searchDirs) : undefined);
+    if (file === undefined) {
+      const names = PLUGIN_EXTENSIONS.map((e) => spec.module + e).join(', ');
+      problem(`not found: looked for ${names} in ${options.searchDirs.join(', ')}`);
+      continue;
+    }
+
+    let exported: unknown;
+    try {
+      exported = (await importPluginModule(file)).default;
+    } catch (err) {
+      problem(`cannot load ${file}: ${describeLoadError(err)}`);
+      continue;
+    }
+    if (typeof exported !== 'function' || !(exported.prototype instanceof Plugin)) {
+      problem(`${file} must have a default export: a class that extends Plugin (import { Plugin } from 'qpsmtpd')`);
+      continue;
+    }
+
+    let instance: Plugin;
+    try {
+      instance = new (exported as new () => Plugin)();
+    } catch (err) {
+      problem(`constructor failed: ${describeLoadError(err)}`);
+      continue;
+    }
+    const setup: PluginSetup = {
+      name: spec.name,
+      file,
+      args: spec.args,
+      host: options.host,
+      registrations: [],
+      logLevel: logLevelFromArgs(spec.args),
+      registering: false,
+    };
+    instance[SETUP] = setup;
+    const record: PluginRecord = { name: spec.name, index: records.length, instance, timeoutMs: options.timeoutFor(spec.name) };
+
+    const own: (HookEntry & { first: boolean })[] = [];
+    let broken = false;
+    for (const method of hookMethodNames(instance)) {
+      const hook = hookForMethod(method);
+      if (hook === undefined) {
+        problem(`unknown hook method ${method}() in ${file}`);
+        broken = true;
+        continue;
+      }
+      const fn = (instance as unknown as Record<string, (...args: never[]) => unknown>)[method]!;
+      own.push({ plugin: record, hook, fn, first: false });
+    }
+
+    if (typeof instance.register === 'function') {
+      setup.registering = true;
+      try {
+        await withTimeout(Promise.resolve(instance.register(options.host, ...spec.args)), options.registerTimeoutMs, 'register() did not finish');
+      } catch (err) {
+        problem(`register() failed: ${describeLoadError(err)}`);
+        broken = true;
+      } finally {
+        setup.registering = false;
+      }
+    }
+    if (broken) continue;
+    for (const r of setup.registrations) own.push({ plugin: record, hook: r.hook as HookName, fn: r.fn, first: r.first });
+    records.push(record);
+    entries.push(...own);
+  }
+  return { records, entries, problems };
+}
+
+/** Names of the `hook_*` functions of a plugin (its class chain below Plugin, and own fields). */
+function hookMethodNames(instance: Plugin): string[] {
+  const names = new Set<string>();
+  for (const key of Object.keys(instance)) if (key.startsWith('hook_')) names.add(key);
+  let proto: object | null = Object.getPrototypeOf(instance) as object | null;
+  while (proto !== null && proto !== Plugin.prototype && proto !== Object.prototype) {
+    for (const key of Object.getOwnPropertyNames(proto)) {
+      if (!key.startsWith('hook_')) continue;
+      const descriptor = Object.getOwnPropertyDescriptor(proto, key);
+      if (descriptor && typeof descriptor.value === 'function') names.add(key);
+    }
+    proto = Object.getPrototypeOf(proto) as object | null;
+  }
+  return [...names];
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${message} within ${ms / 1000} s`)), ms);
+    promise.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        reject(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  });
+}
+
+/** One line for a load error: the message, and where in the plugin's source it happened. */
+function describeLoadError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const where = err.stack
+    ?.split('\n')
+    .slice(1)
+    .map((l) => l.trim())
+    .find((l) => /file:|\//.test(l) && !/node:internal|node_modules/.test(l));
+  const location = where ? ` (${where.replace(/^at\s+/, '')})` : '';
+  return `${err.name === 'Error' ? '' : err.name + ': '}${err.message}${location}`;
+}

@@ -1,0 +1,62 @@
+/** What is known about the client for the whole session: `this.qp.connection` for plugins. */
+
+export interface Endpoints {
+  readonly remoteIp: string;
+  readonly remotePort: number;
+  readonly localIp: string;
+  readonly localPort: number;
+  /** The client's host name when the transport knows it (tcpserver's TCPREMOTEHOST). */
+  readonly remoteHost?: string;
+  /** tcpserver's TCPREMOTEINFO (ident), when known. */
+  readonly remoteInfo?: string;
+}
+
+export interface TlsInfo {
+  readonly protocol: string;
+  readonly cipher: string;
+}
+
+export class Connection {
+  /** Unique in this process; prefixes log lines and transaction ids. */
+  readonly id: string;
+  readonly remoteIp: string;
+  readonly remotePort: number;
+  readonly localIp: string;
+  readonly localPort: number;
+  /** The client's name: its reverse DNS name when a plugin or the transport found one, else `[ip]`. */
+  remoteHost: string;
+  /** `ident@host` when known, else the host (used in the greeting reply and Received header). */
+  remoteInfo: string;
+  /** True when the client may relay: set by `relay`, by successful AUTH, or by any plugin. */
+  relayClient = false;
+  /** `'helo'` or `'ehlo'` once the client greeted. */
+  hello: 'helo' | 'ehlo' | undefined;
+  /** The name the client gave in HELO/EHLO. */
+  helloHost: string | undefined;
+  /** The authenticated user and mechanism, after a successful AUTH. */
+  authUser: string | undefined;
+  authMechanism: string | undefined;
+  /** Set once the link is encrypted. */
+  tls: TlsInfo | undefined;
+  /** Plain object for plugins to share state for the length of the session. */
+  readonly notes: Record<string, unknown> = {};
+  /** Fragments for the Authentication-Results header that hold for every message of the session. */
+  readonly authResults: string[] = [];
+  readonly startedAt = new Date();
+
+  constructor(id: string, endpoints: Endpoints) {
+    this.id = id;
+    this.remoteIp = endpoints.remoteIp;
+    this.remotePort = endpoints.remotePort;
+    this.localIp = endpoints.localIp;
+    this.localPort = endpoints.localPort;
+    this.remoteHost = endpoints.remoteHost ?? `[${endpoints.remoteIp}]`;
+    this.remoteInfo = endpoints.remoteInfo ? `${endpoints.remoteInfo}@${this.remoteHost}` : this.remoteHost;
+  }
+
+  /** `name [ip]`, or `[ip]` while the client's name is not known (RFC 5321 TCP-info). */
+  describe(): string {
+    const literal = `[${this.remoteIp}]`;
+    return this.remoteInfo === literal ? literal : `${this.remoteInfo} ${literal}`;
+  }
+}

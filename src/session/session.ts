@@ -1,0 +1,403 @@
+/**
+ * One SMTP session: the state machine between a Conn and the hooks.
+ *
+ * It reads command lines, dispatches each to its command handler (session/commands/), runs the
+ * hooks through the runner and answers through the reply table (responders.ts). It never touches a
+ * socket (only the Conn interface) and never imports a plugin. Its safety nets: an idle timeout
+ * (421), a graceful-stop wake-up (421), and a catch-all that answers 421 instead of crashing.
+ * Replies are collected and written in one write per pipelined group of commands.
+ */
+import type { Code } from '../hooks/codes.ts';
+import { OK } from '../hooks/codes.ts';
+import { abortCall, beginCall, makeCallTarget } from '../hooks/call-target.ts';
+import type { HookArgs, HookName, Message, SyncHookName } from '../hooks/hook-map.ts';
+import type { PluginRecord } from '../hooks/registry.ts';
+import type { HookCallContext, HookOutcome, HookRunner } from '../hooks/runner.ts';
+import { LOGCRIT, LOGDEBUG, LOGINFO, type LogLevel } from '../log/levels.ts';
+import { formatLogParts, type LogRecord } from '../log/logger.ts';
+import type { Address } from '../protocol/address.ts';
+import { LineReader, type CommandLine } from '../protocol/line-reader.ts';
+import { formatReply, makeReply, type Reply } from '../protocol/reply.ts';
+import { splitCommand } from '../protocol/command.ts';
+import { COMMANDS, unrecognizedCommand } from './commands/index.ts';
+import type { Conn } from './conn.ts';
+import { Connection } from './connection.ts';
+import { Input, STOPPING, TIMED_OUT } from './input.ts';
+import { CORE, decide, type Decision, type ReplyingHook, type ReplyVars } from './responders.ts';
+import type { PluginLogTarget, SessionApi } from './session-api.ts';
+import { Transaction } from './transaction.ts';
+
+/** Where a session's log lines go (the app routes them to the logging hook or stderr). */
+export interface LogSink {
+  /** True when some sink would write a line of this level. */
+  enabled(level: LogLevel): boolean;
+  write(record: LogRecord, context: HookCallContext | undefined): void;
+}
+
+export interface SessionDeps {
+  readonly id: string;
+  readonly conn: Conn;
+  readonly runner: HookRunner;
+  /** Config values from the config directory and the defaults (no hooks). */
+  readonly configFiles: (name: string) => readonly string[];
+  readonly logSink: LogSink;
+  readonly version: string;
+  readonly spoolDir: string;
+  /** A unique spool file name. */
+  readonly spoolName: () => string;
+  /** Sessions from this client's IP in this process, this one included. */
+  readonly connectionsFromIp: number;
+}
+
+/** Longest command line accepted (RFC 5321 §4.5.3.1.4 says 512; AUTH and SMTPUTF8 need more). */
+const DEFAULT_MAX_LINE = 4096;
+const DEFAULT_SIZE_THRESHOLD = 256 * 1024;
+
+/** Hooks whose recorded results belong to the transaction rather than to the connection. */
+const TRANSACTION_HOOKS: ReadonlySet<HookName> = new Set<HookName>([
+  'mail_parse',
+  'mail_pre',
+  'mail',
+  'rcpt_parse',
+  'rcpt_pre',
+  'rcpt',
+  'data',
+  'data_headers_end',
+  'data_post_headers',
+  'received_line',
+  'data_post',
+  'queue_pre',
+  'queue',
+  'queue_post',
+]);
+
+export class Session implements SessionApi, HookCallContext, PluginLogTarget {
+  readonly connection: Connection;
+  readonly version: string;
+  readonly input: Input;
+  readonly lines: LineReader;
+  /** Failed AUTH attempts in this session. */
+  authFailures = 0;
+  private tx: Transaction;
+  private txCount = 0;
+  private out = '';
+  private closing = false;
+  private readonly views: (object | undefined)[] = [];
+  private readonly idleTimeoutMs: number;
+
+  constructor(private readonly deps: SessionDeps) {
+    this.connection = new Connection(deps.id, deps.conn.endpoints);
+    this.version = deps.version;
+    this.input = new Input(deps.conn);
+    this.tx = this.newTransaction();
+    this.lines = new LineReader(this.numberSetting('max_line_length', DEFAULT_MAX_LINE));
+    const seconds = this.numberSetting('timeoutsmtpd', 0) || this.numberSetting('timeout', 1200);
+    this.idleTimeoutMs = Math.max(1, seconds) * 1000;
+  }
+
+  // ---- SessionApi (what plugins see) ------------------------------------------------------
+
+  get transaction(): Transaction {
+    return this.tx;
+  }
+
+  get me(): string {
+    return this.config('me') ?? 'localhost';
+  }
+
+  respond(code: number, message: Message): void {
+    const noEnhanced = code === 220 || (code >= 300 && code < 400);
+    this.send(makeReply(code, noEnhanced ? null : `${Math.floor(code / 100)}.0.0`, message));
+  }
+
+  config(name: string): string | undefined {
+    return this.configList(name)[0];
+  }
+
+  configList(name: string): string[] {
+    const hooked = this.runSync('config', [name]);
+    if (hooked.code === OK) return toValues(hooked.payload);
+    return [...this.deps.configFiles(name)];
+  }
+
+  /** Per-address config: the `user_config` hook first, then the normal lookup. */
+  addressConfig(address: Address, name: string): string[] {
+    const hooked = this.runSync('user_config', [address, name]);
+    if (hooked.code === OK) return toValues(hooked.payload);
+    return this.configList(name);
+  }
+
+  log(level: LogLevel, ...parts: unknown[]): void {
+    this.logAs(level, '', '', parts);
+  }
+
+  logAs(level: LogLevel, hook: string, plugin: string, parts: readonly unknown[]): void {
+    const sink = this.deps.logSink;
+    if (!sink.enabled(level)) return;
+    const record: LogRecord = {
+      level,
+      hook,
+      plugin,
+      message: formatLogParts(parts),
+      connectionId: this.connection.id,
+      transactionId: this.tx.id,
+    };
+    sink.write(record, this);
+  }
+
+  disconnect(): void {
+    this.closing = true;
+  }
+
+  waitForInput(ms: number): Promise<boolean> {
+    if (this.lines.bufferedBytes > 0) return Promise.resolve(true);
+    return this.input.waitForInput(ms);
+  }
+
+  // ---- HookCallContext (what the hook runner needs) ----------------------------------------
+
+  callTarget(plugin: PluginRecord, hook: HookName): object {
+    let view = this.views[plugin.index];
+    if (view === undefined) {
+      view = makeCallTarget(plugin.instance, this);
+      this.views[plugin.index] = view;
+    }
+    beginCall(view, hook);
+    return view;
+  }
+
+  abortCall(target: object): void {
+    abortCall(target);
+  }
+
+  report(level: LogLevel, hook: string, plugin: string, message: string): void {
+    this.logAs(level, hook, plugin, [message]);
+  }
+
+  recordResult(plugin: PluginRecord, hook: HookName, code: Code, message: readonly string[] | undefined): void {
+    const notes = TRANSACTION_HOOKS.has(hook) ? this.tx.notes : this.connection.notes;
+    const own = (notes[plugin.name] ??= {}) as Record<string, unknown>;
+    own['hook_' + hook] = { return: code, message };
+  }
+
+  // ---- for the command handlers ------------------------------------------------------------
+
+  /** Run a hook in this session. */
+  hook<H extends HookName>(hook: H, args: HookArgs[H]): Promise<HookOutcome> {
+    return this.deps.runner.run(hook, this, args);
+  }
+
+  runSync<H extends SyncHookName>(hook: H, args: HookArgs[H]): HookOutcome {
+    return this.deps.runner.runSync(hook, this, args);
+  }
+
+  hasHook(hook: HookName): boolean {
+    return this.deps.runner.has(hook);
+  }
+
+  /**
+   * Answer a hook's outcome through the reply table: send the reply, mark the session for closing,
+   * reset the transaction when the row says so (after `beforeReset`, if given).
+   */
+  async answer(hook: ReplyingHook, outcome: HookOutcome, vars: Partial<ReplyVars> = {}, beforeReset?: () => Promise<void>): Promise<Decision> {
+    const decision = decide(hook, outcome, { ...this.baseVars(), ...vars });
+    if (decision.reply) this.send(decision.reply);
+    if (decision.close) this.closing = true;
+    if (decision.reset) {
+      if (beforeReset) await beforeReset();
+      await this.resetTransaction();
+    }
+    return decision;
+  }
+
+  baseVars(): ReplyVars {
+    return { me: this.me, client: this.connection.describe() };
+  }
+
+  /** Queue a reply; it is written when the session next waits for input. */
+  send(reply: Reply): void {
+    this.out += formatReply(reply);
+  }
+
+  get isClosing(): boolean {
+    return this.closing;
+  }
+
+  /** Drop the current transaction (the `reset_transaction` hook runs) and start a fresh one. */
+  async resetTransaction(): Promise<void> {
+    await this.hookIgnoringResult('reset_transaction', []);
+    const old = this.tx;
+    this.tx = this.newTransaction();
+    await old.discard();
+  }
+
+  /** A hook whose result makes no reply; a failure there is logged, never thrown. */
+  async hookIgnoringResult<H extends HookName>(hook: H, args: HookArgs[H]): Promise<void> {
+    try {
+      await this.hook(hook, args);
+    } catch (err) {
+      this.logAs(LOGCRIT, hook, '', [`hook failed: `, err]);
+    }
+  }
+
+  /** A config value as a number (non-numeric or missing: the fallback). */
+  numberSetting(name: string, fallback: number): number {
+    const raw = this.config(name);
+    if (raw === undefined) return fallback;
+    const n = Number(raw.split(/\s+/)[0]);
+    return Number.isFinite(n) ? n : fallback;
+  }
+
+  /** A config value as a flag: absent or `0`/`no`/`false`/`off` is false. */
+  flagSetting(name: string, fallback: boolean): boolean {
+    const raw = this.config(name);
+    if (raw === undefined) return fallback;
+    return !/^(0|no|false|off)$/i.test(raw.trim());
+  }
+
+  /** The next command line; null when the session is over (EOF, timeout, shutdown). */
+  async readLine(): Promise<CommandLine | null> {
+    for (;;) {
+      const line = this.lines.next();
+      if (line) return line;
+      if (this.closing) return null;
+      const chunk = await this.readChunk(true);
+      if (chunk === null) return null;
+      this.lines.push(chunk);
+    }
+  }
+
+  /**
+   * The next input chunk, after writing the pending replies. Null when the session is over: the
+   * client went away, or it was idle too long (421), or the daemon is stopping and this read may
+   * be interrupted (421).
+   */
+  async readChunk(interruptible: boolean): Promise<Buffer | null> {
+    this.flush();
+    if (this.deps.conn.needsDrain) await this.deps.conn.drained();
+    const result = await this.input.read(this.idleTimeoutMs, interruptible);
+    if (result === TIMED_OUT) {
+      this.log(LOGINFO, `client idle for ${this.idleTimeoutMs / 1000} s: closing`);
+      this.send(CORE.timeout());
+      this.closing = true;
+      return null;
+    }
+    if (result === STOPPING) {
+      this.send(CORE.shuttingDown());
+      this.closing = true;
+      return null;
+    }
+    if (result === null) this.closing = true;
+    return result;
+  }
+
+  /** Write the queued replies now. */
+  flush(): void {
+    if (this.out === '') return;
+    const data = this.out;
+    this.out = '';
+    this.deps.conn.write(data);
+  }
+
+  /** Graceful stop: finish the command in progress, then answer 421 instead of reading another. */
+  stop(): void {
+    this.input.interrupt();
+  }
+
+  // ---- the session itself --------------------------------------------------------------------
+
+  /** Run the session to its end. Never rejects. */
+  async run(): Promise<void> {
+    this.deps.conn.start(this.input);
+    try {
+      if (await this.begin()) {
+        while (!this.closing) {
+          const line = await this.readLine();
+          if (line === null) break;
+          await this.dispatch(line);
+        }
+      }
+    } catch (err) {
+      this.logAs(LOGCRIT, '', '', ['session failed:', err]);
+      if (!this.closing) this.send(CORE.internalError());
+      this.closing = true;
+    }
+    await this.finish();
+  }
+
+  /** pre-connection and connect; false when the client was turned away. */
+  private async begin(): Promise<boolean> {
+    const c = this.connection;
+    const pre = await this.hook('pre-connection', [
+      {
+        remoteIp: c.remoteIp,
+        remotePort: c.remotePort,
+        localIp: c.localIp,
+        localPort: c.localPort,
+        connectionsFromIp: this.deps.connectionsFromIp,
+      },
+    ]);
+    if ((await this.answer('pre-connection', pre)).close) return false;
+    const outcome = await this.hook('connect', []);
+    const decision = await this.answer('connect', outcome, { greeting: this.greeting() });
+    return decision.accept && !this.closing;
+  }
+
+  private greeting(): string {
+    const custom = this.config('smtpgreeting');
+    if (custom !== undefined) return /ESMTP/.test(custom) ? custom : `${custom} ESMTP`;
+    return `${this.me} ESMTP qpsmtpd ${this.version} ready; send us your mail, but not your spam.`;
+  }
+
+  private async dispatch(line: CommandLine): Promise<void> {
+    if (!line.ok) {
+      this.send(line.error === 'too-long' ? CORE.lineTooLong() : line.error === 'not-utf8' ? CORE.notUtf8() : CORE.bareLineEnd());
+      return;
+    }
+    const command = splitCommand(line.text);
+    if (command === null) {
+      const verb = line.text.trim().split(/\s+/)[0] ?? '';
+      await unrecognizedCommand(this, verb.toLowerCase(), line.text.trim().slice(verb.length).trim());
+      return;
+    }
+    if (this.deps.logSink.enabled(LOGDEBUG)) {
+      // AUTH PLAIN carries a password in its initial response: never log it.
+      const shown = command.verb === 'AUTH' ? `AUTH ${command.rest.split(/\s+/)[0] ?? ''} ...` : line.text;
+      this.log(LOGDEBUG, `dispatching ${shown}`);
+    }
+    const handler = COMMANDS.get(command.verb);
+    if (handler) await handler(this, command.rest);
+    else await unrecognizedCommand(this, command.verb.toLowerCase(), command.rest);
+  }
+
+  /** The end of every session: reset, `disconnect`, close, `post-connection`. */
+  private async finish(): Promise<void> {
+    this.closing = true;
+    try {
+      if (this.tx.sender !== undefined || this.tx.hasBody) await this.resetTransaction();
+      await this.hookIgnoringResult('disconnect', []);
+    } catch (err) {
+      this.logAs(LOGCRIT, 'disconnect', '', ['failed:', err]);
+    }
+    this.flush();
+    await this.deps.conn.close().catch(() => undefined);
+    await this.hookIgnoringResult('post-connection', []);
+    await this.tx.discard().catch(() => undefined);
+  }
+
+  private newTransaction(): Transaction {
+    this.txCount++;
+    // The store options are read when the first message byte arrives, not for every RSET.
+    return new Transaction(`${this.deps.id}.${this.txCount}`, () => ({
+      threshold: this.numberSetting('size_threshold', DEFAULT_SIZE_THRESHOLD),
+      spoolDir: this.deps.spoolDir,
+      spoolName: this.deps.spoolName,
+    }));
+  }
+}
+
+function toValues(payload: unknown): string[] {
+  if (payload === undefined || payload === null) return [];
+  if (Array.isArray(payload)) return payload.map(String);
+  return [String(payload)];
+}

@@ -1,0 +1,104 @@
+/**
+ * One mail transaction: from MAIL to the end of the queue step, an RSET, or a rejection.
+ * What plugins see as `tx` (the first argument of every hook) and `this.qp.transaction`.
+ */
+import { PassThrough, type Readable } from 'node:stream';
+import type { Address } from '../protocol/address.ts';
+import type { EsmtpParams } from '../protocol/command.ts';
+import { Header } from '../message/header.ts';
+import { BodyStore, type BodyStoreOptions } from '../message/body-store.ts';
+
+export class Transaction {
+  /** Unique in this process: `<connection id>.<n>`; used in logs and the Received header. */
+  readonly id: string;
+  /** The envelope sender; the null sender `<>` has `address === ''`. Undefined before MAIL. */
+  sender: Address | undefined;
+  /** The MAIL FROM parameters (`size`, `body`, `smtputf8`, ...). */
+  mailParams: EsmtpParams = {};
+  /** Accepted recipients, in order. */
+  recipients: Address[] = [];
+  /** Plain object for plugins to share state for the length of this transaction. */
+  readonly notes: Record<string, unknown> = {};
+  /** The header block; empty until the header of the message has arrived (`data_headers_end`). */
+  header: Header = new Header();
+  /** Bytes of message data received (after dot-unstuffing). */
+  dataSize = 0;
+  /** Fragments for the Authentication-Results header (`spf=pass smtp.mailfrom=...`). */
+  readonly authResults: string[] = [];
+  private store: BodyStore | undefined;
+
+  constructor(
+    id: string,
+    private readonly storeOptions: () => BodyStoreOptions,
+  ) {
+    this.id = id;
+  }
+
+  addRecipient(address: Address): void {
+    this.recipients.push(address);
+  }
+
+  /** Remove every recipient equal to `address` (local part exact, domain case-insensitive). */
+  removeRecipient(address: Address): void {
+    this.recipients = this.recipients.filter((r) => !r.equals(address));
+  }
+
+  /** The body store, created on first use (the session writes the message into it). */
+  get body(): BodyStore {
+    this.store ??= new BodyStore(this.storeOptions());
+    return this.store;
+  }
+
+  /** True once message data was received or written. */
+  get hasBody(): boolean {
+    return this.store !== undefined;
+  }
+
+  /**
+   * Append text to the body. Line ends are written as CRLF, like the rest of the message. From
+   * `data_post` on this adds at the very end of the message (a footer).
+   */
+  async bodyWrite(data: string | Buffer): Promise<void> {
+    const text = typeof data === 'string' ? data : data.toString('latin1');
+    const crlf = text.replace(/\r?\n|\r/g, '\r\n');
+    const bytes = typeof data === 'string' ? Buffer.from(crlf, 'utf8') : Buffer.from(crlf, 'latin1');
+    await this.body.append([bytes]);
+  }
+
+  /** The body (the part after the header block) as text. */
+  async bodyAsString(): Promise<string> {
+    if (this.store === undefined) return '';
+    return (await this.store.toBuffer()).toString('utf8');
+  }
+
+  /** Body size in bytes (without the header block). */
+  get bodyLength(): number {
+    return this.store?.size ?? 0;
+  }
+
+  /** The message as it will be queued: the header block, an empty line, the body; CRLF line ends. */
+  bodyStream(): Readable {
+    const out = new PassThrough();
+    out.write(this.header.toString() + '\r\n');
+    if (this.store === undefined) {
+      out.end();
+      return out;
+    }
+    const body = this.store.stream();
+    body.on('error', (err) => out.destroy(err));
+    body.pipe(out);
+    return out;
+  }
+
+  /** A path to a file holding the body (it is spooled if it was in memory), for external scanners. */
+  async bodyFilename(): Promise<string> {
+    return this.body.toFile();
+  }
+
+  /** Drop the stored message (spool file included). */
+  async discard(): Promise<void> {
+    const store = this.store;
+    this.store = undefined;
+    if (store) await store.discard();
+  }
+}

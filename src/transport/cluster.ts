@@ -1,0 +1,98 @@
+/**
+ * The prefork model on node:cluster: the primary forks N workers that accept on the shared
+ * listening sockets (SCHED_NONE: the kernel hands each connection to a waiting worker, as with
+ * qpsmtpd-prefork). A worker that dies is replaced; SIGHUP is passed on as a reload; SIGTERM and
+ * SIGINT stop every worker gracefully and then the primary.
+ */
+import cluster, { type Worker } from 'node:cluster';
+
+/** A worker exits with this when its configuration cannot be loaded: restarting would not help. */
+export const EXIT_CONFIG = 78;
+
+export type WorkerMessage = { type: 'reload' } | { type: 'stop' };
+export type PrimaryMessage = { type: 'ready' };
+
+export interface PrimaryOptions {
+  readonly workers: number;
+  readonly log: (line: string) => void;
+}
+
+/** Run the primary: fork, supervise, forward signals. Resolves with the exit code. */
+export function runPrimary(options: PrimaryOptions): Promise<number> {
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
+  return new Promise((resolve) => {
+    let stopping = false;
+    let exitCode = 0;
+    const recentDeaths: number[] = [];
+
+    const fork = (): Worker => {
+      const worker = cluster.fork();
+      worker.on('message', (message: PrimaryMessage) => {
+        if (message?.type === 'ready') options.log(`worker ${worker.process.pid} ready`);
+      });
+      return worker;
+    };
+
+    const workers = (): Worker[] => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
+
+    const stopAll = (code: number): void => {
+      if (stopping) return;
+      stopping = true;
+      exitCode = code;
+      for (const w of workers()) w.send({ type: 'stop' } satisfies WorkerMessage);
+      if (workers().length === 0) finish();
+    };
+
+    const finish = (): void => {
+      process.off('SIGTERM', onTerm);
+      process.off('SIGINT', onTerm);
+      process.off('SIGHUP', onHup);
+      resolve(exitCode);
+    };
+
+    cluster.on('exit', (worker, code, signal) => {
+      if (stopping) {
+        if (workers().length === 0) finish();
+        return;
+      }
+      if (code === EXIT_CONFIG) {
+        options.log(`worker ${worker.process.pid} could not load the configuration: stopping`);
+        stopAll(1);
+        return;
+      }
+      options.log(`worker ${worker.process.pid} died (${signal ?? `exit ${code}`}): starting a new one`);
+      const now = Date.now();
+      recentDeaths.push(now);
+      while (recentDeaths.length > 0 && recentDeaths[0]! < now - 10_000) recentDeaths.shift();
+      // A worker dying over and over (a plugin crashing at start) is restarted at most once a second.
+      const wait = recentDeaths.length > options.workers * 3 ? 1000 : 0;
+      setTimeout(() => {
+        if (!stopping) fork();
+      }, wait);
+    });
+
+    const onTerm = (): void => stopAll(0);
+    const onHup = (): void => {
+      for (const w of workers()) w.send({ type: 'reload' } satisfies WorkerMessage);
+    };
+    process.on('SIGTERM', onTerm);
+    process.on('SIGINT', onTerm);
+    process.on('SIGHUP', onHup);
+
+    for (let i = 0; i < options.workers; i++) fork();
+  });
+}
+
+/** In a worker: deliver the primary's messages. */
+export function onPrimaryMessage(handler: (message: WorkerMessage) => void): void {
+  process.on('message', (message: WorkerMessage) => handler(message));
+}
+
+/** In a worker: tell the primary we accept connections. */
+export function reportReady(): void {
+  process.send?.({ type: 'ready' } satisfies PrimaryMessage);
+}
+
+export function isWorker(): boolean {
+  return cluster.isWorker;
+}

@@ -1,0 +1,84 @@
+/** TCP listeners: every accepted socket becomes a session of the app. */
+import { createServer, type Server, type Socket } from 'node:net';
+import type { App } from '../app.ts';
+import type { Endpoints } from '../session/connection.ts';
+import { StreamConn } from './stream-conn.ts';
+
+export interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+/**
+ * `HOST:PORT`, `[IPv6]:PORT`, `:PORT` or `PORT` (all addresses). Throws with a readable message
+ * on anything else.
+ */
+export function parseListenAddress(spec: string): ListenAddress {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(spec) ?? /^()()(\d{1,5})$/.exec(spec);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || !(port >= 0 && port <= 65535)) {
+    throw new Error(`invalid listen address "${spec}": use HOST:PORT, [IPv6]:PORT or :PORT`);
+  }
+  const host = m[1] ?? (m[2] === '' || m[2] === undefined ? '::' : m[2]);
+  return { host, port };
+}
+
+/** An IPv4 client on a dual-stack socket shows as ::ffff:a.b.c.d; plugins want a.b.c.d. */
+export function plainIp(address: string | undefined): string {
+  if (address === undefined) return '0.0.0.0';
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}
+
+export function socketEndpoints(socket: Socket): Endpoints {
+  return {
+    remoteIp: plainIp(socket.remoteAddress),
+    remotePort: socket.remotePort ?? 0,
+    localIp: plainIp(socket.localAddress),
+    localPort: socket.localPort ?? 0,
+  };
+}
+
+export class TcpListeners {
+  private constructor(private readonly servers: Server[]) {}
+
+  /** Listen on every address; rejects (closing what was opened) if one cannot be bound. */
+  static async open(app: App, addresses: readonly ListenAddress[]): Promise<TcpListeners> {
+    const servers: Server[] = [];
+    try {
+      for (const address of addresses) servers.push(await listenOne(app, address));
+    } catch (err) {
+      await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+      throw err;
+    }
+    return new TcpListeners(servers);
+  }
+
+  /** The addresses actually bound (a port 0 becomes the port the system chose). */
+  bound(): ListenAddress[] {
+    return this.servers.map((s) => {
+      const a = s.address();
+      return typeof a === 'object' && a !== null ? { host: a.address, port: a.port } : { host: String(a), port: 0 };
+    });
+  }
+
+  /** Stop accepting; sessions in progress go on. */
+  close(): Promise<void> {
+    return Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))).then(() => undefined);
+  }
+}
+
+function listenOne(app: App, address: ListenAddress): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const server = createServer({ noDelay: true }, (socket) => {
+      socket.on('error', () => undefined);
+      void app.handle(new StreamConn(socketEndpoints(socket), socket, socket));
+    });
+    const fail = (err: Error): void => reject(new Error(`cannot listen on ${address.host}:${address.port}: ${err.message}`));
+    server.once('error', fail);
+    server.listen({ host: address.host, port: address.port, ipv6Only: false }, () => {
+      server.off('error', fail);
+      server.on('error', () => undefined);
+      resolve(server);
+    });
+  });
+}
