@@ -187,6 +187,7 @@ async function buildSnapshot(options: AppOptions): Promise<Snapshot> {
     version: options.version,
     config: (name) => config.value(name),
     configList: (name) => [...config.list(name)],
+    configMap: (name) => config.map(name),
     logAs: (level, hook, plugin, parts) => (sink ? sink.writeParts(level, hook, plugin, parts) : bootLog(level, hook, plugin, parts)),
   };
 

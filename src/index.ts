@@ -49,3 +49,4 @@ export { Header } from './message/header.ts';
 export type { Transaction } from './session/transaction.ts';
 export type { Connection } from './session/connection.ts';
 export type { SessionApi, SessionApi as Session } from './session/session-api.ts';
+export type { ConfigMap } from './config/config-dir.ts';

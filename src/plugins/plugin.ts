@@ -8,6 +8,7 @@
 import { hookOf, sessionOf, signalOf } from '../hooks/call-target.ts';
 import { toHookName, type HookName } from '../hooks/hook-map.ts';
 import { clampLevel, parseLogLevel, type LogLevel } from '../log/levels.ts';
+import type { ConfigMap } from '../config/config-dir.ts';
 import type { Connection } from '../session/connection.ts';
 import type { PluginLogTarget, SessionApi } from '../session/session-api.ts';
 import type { Transaction } from '../session/transaction.ts';
@@ -19,6 +20,8 @@ export interface PluginHost extends PluginLogTarget {
   config(name: string): string | undefined;
   /** All values of a config setting; `[]` when missing. */
   configList(name: string): string[];
+  /** A map setting: `NAME.cdb` (qmail's constant database) when present, else the file NAME of `key [value]` lines. */
+  configMap(name: string): ConfigMap;
   /** The config directory in use. */
   readonly configDir: string;
   /** The daemon's environment (RELAYCLIENT, TCPREMOTEIP, ...). */
@@ -124,6 +127,11 @@ export class Plugin {
   configList(name: string): string[] {
     const session = sessionOf(this) as SessionApi | undefined;
     return session ? session.configList(name) : this[SETUP].host.configList(name);
+  }
+
+  /** A map setting (morercpthosts, morerelayclients ...): `NAME.cdb` when present, else the plain file. */
+  configMap(name: string): ConfigMap {
+    return this[SETUP].host.configMap(name);
   }
 
   /** Log through the `logging` hook, tagged with this plugin's name and the current hook. */
