@@ -50,3 +50,28 @@ export type { Transaction } from './session/transaction.ts';
 export type { Connection } from './session/connection.ts';
 export type { SessionApi, SessionApi as Session } from './session/session-api.ts';
 export type { ConfigMap } from './config/config-dir.ts';
+
+// Network helpers for plugins
+export {
+  parseIp,
+  ipFamily,
+  isIp,
+  isIPv4Text,
+  isIPv6Text,
+  isMappedIPv4,
+  unmapIp,
+  mapToIPv6,
+  parseAddressLiteral,
+  formatIp,
+  normalizeIp,
+  expandIPv6,
+  parseCidr,
+  formatCidr,
+  cidrContains,
+  ipInCidr,
+  ipMatchesPrefix,
+  ipMatches,
+  ipPrefixKeys,
+  IpList,
+} from './net/ip.ts';
+export type { IpFamily, IpAddress, Cidr, IpListMatch } from './net/ip.ts';

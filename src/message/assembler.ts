@@ -93,7 +93,8 @@ export class MessageAssembler {
 
   private endHeader(blockEnd: number, bodyStart: number): void {
     const block = this.headerBytes.subarray(0, blockEnd);
-    this.header = Header.parse(block.toString(isUtf8(block) ? 'utf8' : 'latin1'));
+    const encoding = isUtf8(block) ? 'utf8' : 'latin1';
+    this.header = Header.parse(block.toString(encoding), encoding);
     const rest = this.headerBytes.subarray(bodyStart);
     if (rest.length > 0) this.bodyParts.push(rest);
     this.headerBytes = EMPTY;

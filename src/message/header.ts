@@ -12,6 +12,8 @@ interface Field {
   readonly key: string;
   /** The whole field as it will be written: `Name: value`, folded lines joined by CRLF, no final CRLF. */
   readonly raw: string;
+  /** How the field's text maps back to bytes: as received (latin1 for 8-bit non-UTF-8 headers) or UTF-8. */
+  readonly encoding: 'utf8' | 'latin1';
 }
 
 const FIELD_NAME = /^[\x21-\x39\x3b-\x7e]+$/;
@@ -19,8 +21,11 @@ const FIELD_NAME = /^[\x21-\x39\x3b-\x7e]+$/;
 export class Header {
   private fields: Field[] = [];
 
-  /** Parse a header block (fields separated by CRLF or LF, without the empty line that ends it). */
-  static parse(block: string): Header {
+  /**
+   * Parse a header block (fields separated by CRLF or LF, without the empty line that ends it).
+   * `encoding` says how the text was decoded, so `toBuffer()` gives back the received bytes.
+   */
+  static parse(block: string, encoding: 'utf8' | 'latin1' = 'utf8'): Header {
     const header = new Header();
     const lines = block.split(/\r?\n/);
     if (lines[lines.length - 1] === '') lines.pop();
@@ -29,7 +34,7 @@ export class Header {
       if (current === undefined) return;
       const colon = current.indexOf(':');
       const name = current.slice(0, colon).trimEnd();
-      header.fields.push({ name, key: name.toLowerCase(), raw: current });
+      header.fields.push({ name, key: name.toLowerCase(), raw: current, encoding });
       current = undefined;
     };
     for (const line of lines) {
@@ -106,7 +111,7 @@ export class Header {
     this.fields = this.fields.map((f) => {
       if (f.key !== key || !which(valueOf(f))) return f;
       const rest = f.raw.slice(f.raw.indexOf(':'));
-      return { name: to, key: to.toLowerCase(), raw: to + rest };
+      return { name: to, key: to.toLowerCase(), raw: to + rest, encoding: f.encoding };
     });
   }
 
@@ -115,6 +120,11 @@ export class Header {
     let out = '';
     for (const f of this.fields) out += f.raw + '\r\n';
     return out;
+  }
+
+  /** The header block as bytes: received fields exactly as they came, added ones in UTF-8. */
+  toBuffer(): Buffer {
+    return Buffer.concat(this.fields.map((f) => Buffer.from(f.raw + '\r\n', f.encoding)));
   }
 
   /** Each field's name and unfolded value, in order. */
@@ -148,5 +158,5 @@ function makeField(name: string, value: string): Field {
     .split('\n')
     .map((line, i) => (i === 0 || /^[ \t]/.test(line) ? line : '\t' + line))
     .join('\r\n');
-  return { name, key: name.toLowerCase(), raw: `${name}: ${folded.replace(/^[ \t]+/, '')}` };
+  return { name, key: name.toLowerCase(), raw: `${name}: ${folded.replace(/^[ \t]+/, '')}`, encoding: 'utf8' };
 }

@@ -69,7 +69,8 @@ export class Input implements InputSink {
     return new Promise<ReadResult>((resolve) => {
       this.waiter = resolve;
       this.interruptible = interruptible;
-      this.timer = setTimeout(() => this.wake(TIMED_OUT), timeoutMs);
+      // The connection keeps the process alive, not the idle timer.
+      this.timer = setTimeout(() => this.wake(TIMED_OUT), timeoutMs).unref();
     });
   }
 

@@ -174,9 +174,6 @@ const TABLE = {
   vrfy: {
     OK: row(250, '2.1.5', 'User OK'),
     DENY: row(554, '5.7.1', 'Access Denied'),
-    DENYSOFT: row(450, '4.7.1', 'Access temporarily denied'),
-    DENY_DISCONNECT: row(554, '5.7.1', 'Access Denied', CLOSE),
-    DENYSOFT_DISCONNECT: row(421, '4.7.1', 'Access temporarily denied', CLOSE),
     DONE: SILENT,
     FAULT: FAULT_ROW,
     else: row(252, '2.1.5', "Just try sending a mail and we'll see how it turns out ...", { fixedText: true }),
@@ -184,14 +181,12 @@ const TABLE = {
   noop: {
     DENY: row(500, '5.5.1', 'Stop wasting my time.'),
     DENY_DISCONNECT: row(500, '5.5.1', 'Stop wasting my time.', CLOSE),
-    DENYSOFT_DISCONNECT: row(421, '4.7.1', 'Stop wasting my time.', CLOSE),
     DONE: SILENT,
     FAULT: FAULT_ROW,
     else: row(250, '2.0.0', 'OK', { fixedText: true }),
   },
   help: {
     DENY: row(500, '5.5.2', 'Syntax error, command not recognized'),
-    DENY_DISCONNECT: row(500, '5.5.2', 'Syntax error, command not recognized', CLOSE),
     DONE: SILENT,
     FAULT: FAULT_ROW,
     else: row(214, '2.0.0', (v) => v.helpLines ?? ['This is qpsmtpd']),
@@ -203,7 +198,6 @@ const TABLE = {
   unrecognized_command: {
     DENY: row(500, '5.5.1', 'Unrecognized command'),
     DENY_DISCONNECT: row(521, '5.5.1', 'Unrecognized command', CLOSE),
-    DENYSOFT_DISCONNECT: row(421, '4.7.1', 'Unrecognized command', CLOSE),
     DONE: SILENT,
     FAULT: FAULT_ROW,
     else: row(500, '5.5.1', 'Unrecognized command', { fixedText: true }),

@@ -2,11 +2,13 @@
  * One mail transaction: from MAIL to the end of the queue step, an RSET, or a rejection.
  * What plugins see as `tx` (the first argument of every hook) and `this.qp.transaction`.
  */
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, pipeline, type Readable } from 'node:stream';
 import type { Address } from '../protocol/address.ts';
 import type { EsmtpParams } from '../protocol/command.ts';
 import { Header } from '../message/header.ts';
 import { BodyStore, type BodyStoreOptions } from '../message/body-store.ts';
+
+const CRLF = Buffer.from('\r\n');
 
 export class Transaction {
   /** Unique in this process: `<connection id>.<n>`; used in logs and the Received header. */
@@ -79,14 +81,13 @@ export class Transaction {
   /** The message as it will be queued: the header block, an empty line, the body; CRLF line ends. */
   bodyStream(): Readable {
     const out = new PassThrough();
-    out.write(this.header.toString() + '\r\n');
+    out.write(Buffer.concat([this.header.toBuffer(), CRLF]));
     if (this.store === undefined) {
       out.end();
       return out;
     }
-    const body = this.store.stream();
-    body.on('error', (err) => out.destroy(err));
-    body.pipe(out);
+    // pipeline: a reader that gives up (destroys `out`) also closes the spool file.
+    pipeline(this.store.stream(), out, () => undefined);
     return out;
   }
 

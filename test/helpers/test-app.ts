@@ -61,7 +61,9 @@ export class TestApp {
     writeFile(join(this.configDir, name), content);
   }
 
-  cleanup(): void {
+  /** End every session still open (421) and remove the folder. */
+  async cleanup(): Promise<void> {
+    await this.app.stop(0);
     rmSync(this.root, { recursive: true, force: true });
   }
 }

@@ -1,0 +1,366 @@
+/**
+ * queue/maildir: deliver each accepted message into a Maildir (qpsmtpd's `queue/maildir`).
+ *
+ *   queue/maildir PATH [SUBDIR-TEMPLATE] [MODE]
+ *   queue/maildir PATH-WITH-TEMPLATE [MODE]
+ *
+ * PATH       the Maildir (it gets cur/ new/ tmp/). A relative PATH is relative to the parent of the
+ *            config directory: `queue/maildir var/maildir` in <project>/config/plugins means
+ *            <project>/var/maildir.
+ * TEMPLATE   deliver one copy per recipient into PATH/TEMPLATE, with the substitutions
+ *              %l  the local part     %d  the domain     %u  the whole address (local@domain)
+ *            Before substituting, every byte of the local part and of the domain that is not one of
+ *            `-A-Za-z0-9+_.,@=` becomes `_` (qpsmtpd; a UTF-8 character is several bytes, so
+ *            `jörg` becomes `j__rg`, the directory qpsmtpd would have used). Our additions: the
+ *            domain is lower-cased first (rcpt_ok accepts domains in any case; one domain is one
+ *            directory), and a value that would be `.` or `..` becomes `_`/`__` (no escaping PATH).
+ *            The template may also be written inside PATH: `queue/maildir /var/mail/%d/%l` is
+ *            `queue/maildir /var/mail %d/%l` (PATH ends before the first segment with a `%`).
+ *            `%d` alone still writes one file per recipient.
+ * MODE       octal permissions (`770`, `0750`) of the directories this plugin creates; files get
+ *            the same without the execute bits (`770`: directories 0770, files 0660). Default 700
+ *            and 600. Directories always keep u+rwx, or the daemon could not use them. Applied with
+ *            chmod, so the process umask does not narrow it.
+ *
+ * Without a template one file holds the message for all recipients, with a `Delivered-To:` line per
+ * recipient (in RCPT order); with a template each recipient's file has its own `Delivered-To:`.
+ * Every file starts with `Return-Path: <sender>` (`<>` for the null sender), then the message as
+ * queued (the core's Received header first). A recipient without a domain (`<postmaster>`) is
+ * delivered as postmaster@<config/me>, in Delivered-To and in the template alike.
+ *
+ * Line ends: files are written with LF line ends, the Maildir convention that qpsmtpd, qmail and
+ * Dovecot follow. The message arrives with CRLF; every CRLF becomes LF while it streams through
+ * (a CR and its LF may sit in different chunks), a CR not followed by LF is kept. The message is
+ * never held in memory as a whole: a large one streams from the core's spool file.
+ *
+ * Durability: each file is written as tmp/UNIQUE, fsynced, hard-linked into new/ (renamed when the
+ * file system has no hard links), its tmp name removed, and the new/ directory fsynced; only then
+ * does the hook answer `OK` (250 `Queued! UNIQUE`). With a template every copy is first written
+ * and fsynced, then all are moved into new/, so a failure half-way leaves nothing delivered.
+ * UNIQUE is `<seconds>.M<microseconds>P<pid>Q<counter>.<hostname>`, `/` and `:` in the host name
+ * written as `\057` and `\072` (the Maildir specification).
+ *
+ * Failure (a directory that cannot be created, a full disk, no permission, the plugin timeout):
+ * the partial files are removed (and copies already linked into new/ for other recipients of the
+ * same message), the cause is logged at LOGERROR, and the hook answers DENYSOFT
+ * `4.3.0 Queue error, try again later` (452): the client keeps the message and retries.
+ *
+ * Config files: me (for recipients without a domain). Hooks: queue.
+ * A PATH that is missing or a TEMPLATE without %l/%d/%u is an error at load time (`qpsmtpd check`
+ * names the line).
+ */
+import { chmod, link, mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { Plugin, DECLINED, DENYSOFT, OK, LOGERROR, LOGINFO, LOGWARN } from 'qpsmtpd';
+import type { Address, HookResult, PluginHost, Transaction } from 'qpsmtpd';
+
+const SUBSTITUTION = /%[ldu]/;
+const OCTAL_MODE = /^0?[0-7]{3}$/;
+const CR = 0x0d;
+const LF = 0x0a;
+const CR_BYTE = Buffer.from([CR]);
+const EMPTY = Buffer.alloc(0);
+/** Gather small chunks into writes of about this size. */
+const WRITE_BATCH = 64 * 1024;
+
+/** Per process: with the pid it makes names unique even within one microsecond. */
+let deliveryCounter = 0;
+
+/** One file to deliver: its Maildir and the recipients it is for. */
+interface Delivery {
+  readonly maildir: string;
+  readonly deliveredTo: readonly string[];
+}
+
+/** A file on its way into new/. */
+interface InFlight {
+  readonly maildir: string;
+  readonly name: string;
+  readonly tmpPath: string;
+  readonly newPath: string;
+  tmpExists: boolean;
+  inNew: boolean;
+}
+
+export default class QueueMaildir extends Plugin {
+  private base = '';
+  private template: string | undefined;
+  private dirMode = 0o700;
+  private fileMode = 0o600;
+  private uniqueHost = '';
+
+  async register(qp: PluginHost, ...args: string[]): Promise<void> {
+    const [pathArg, ...rest] = args;
+    if (pathArg === undefined || pathArg === '') {
+      throw new Error('the Maildir path is missing: queue/maildir PATH [SUBDIR-TEMPLATE] [MODE]');
+    }
+    let path = pathArg;
+    const segments = pathArg.split('/');
+    const firstTemplated = segments.findIndex((s) => SUBSTITUTION.test(s));
+    if (firstTemplated !== -1) {
+      path = firstTemplated === 0 ? '.' : segments.slice(0, firstTemplated).join('/') || '/';
+      this.template = segments.slice(firstTemplated).join('/');
+    } else if (rest[0] !== undefined && !OCTAL_MODE.test(rest[0])) {
+      this.template = rest.shift();
+      if (!SUBSTITUTION.test(this.template!)) {
+        throw new Error(`sub directory "${this.template}" has no substitution (%l, %d or %u)`);
+      }
+    }
+    if (firstTemplated !== -1 && rest[0] !== undefined && !OCTAL_MODE.test(rest[0])) {
+      throw new Error(`PATH "${pathArg}" already holds the template; "${rest[0]}" is not an octal MODE`);
+    }
+    const modeArg = rest.shift();
+    if (modeArg !== undefined) {
+      if (!OCTAL_MODE.test(modeArg)) throw new Error(`mode "${modeArg}" is not an octal number such as 770`);
+      const mode = parseInt(modeArg, 8);
+      this.dirMode = mode | 0o700;
+      this.fileMode = mode & 0o666;
+    }
+    if (rest.length > 0) this.log(LOGWARN, `ignoring extra arguments: ${rest.join(' ')}`);
+
+    this.base = resolve(dirname(qp.configDir), path);
+    this.uniqueHost = hostname().replace(/\//g, '\\057').replace(/:/g, '\\072');
+
+    if (this.template === undefined) {
+      // Create it now, as qpsmtpd does, so an empty Maildir is there to look at; a failure is
+      // only a warning here: every delivery tries again and answers 4xx while it fails.
+      try {
+        await this.ensureMaildir(this.base);
+      } catch (err) {
+        this.log(LOGWARN, `cannot create the Maildir ${this.base} yet: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  async hook_queue(tx: Transaction): Promise<HookResult> {
+    if (tx.recipients.length === 0) {
+      // A plugin removed every recipient: there is nobody to deliver to, and OK would drop the message.
+      this.log(LOGWARN, 'no recipients left: declining');
+      return DECLINED;
+    }
+    const deliveries = this.plan(tx);
+    const files: InFlight[] = [];
+    try {
+      // 1. Write and fsync every copy under tmp/.
+      for (const d of deliveries) {
+        await this.ensureMaildir(d.maildir);
+        const name = this.uniqueName();
+        const file: InFlight = {
+          maildir: d.maildir,
+          name,
+          tmpPath: join(d.maildir, 'tmp', name),
+          newPath: join(d.maildir, 'new', name),
+          tmpExists: false,
+          inNew: false,
+        };
+        files.push(file);
+        await this.writeFile(file, tx, d.deliveredTo);
+      }
+      this.signal.throwIfAborted();
+      // 2. Move them all into new/, then make the directory entries durable.
+      for (const f of files) await moveIntoNew(f);
+      for (const f of files) {
+        if (f.tmpExists) {
+          await unlink(f.tmpPath);
+          f.tmpExists = false;
+        }
+      }
+      for (const dir of new Set(files.map((f) => join(f.maildir, 'new')))) await fsyncDirectory(dir);
+    } catch (err) {
+      await cleanUp(files);
+      this.log(LOGERROR, `delivery into ${this.base} failed, nothing delivered: ${describe(err)}`);
+      return [DENYSOFT, '4.3.0 Queue error, try again later'];
+    }
+    for (const f of files) this.log(LOGINFO, `delivered to ${f.newPath}`);
+    const first = files[0]?.name ?? '';
+    return [OK, files.length > 1 ? `Queued! ${first} and ${files.length - 1} more` : `Queued! ${first}`];
+  }
+
+  /** The files to write: one for everybody, or one per recipient with a template. */
+  private plan(tx: Transaction): Delivery[] {
+    const me = this.config('me') ?? 'localhost';
+    const recipients = tx.recipients.map((r) => ({ rcpt: r, host: r.host === '' ? me : r.host }));
+    if (this.template === undefined) {
+      return [{ maildir: this.base, deliveredTo: recipients.map(({ rcpt, host }) => mailbox(rcpt, host)) }];
+    }
+    const template = this.template;
+    return recipients.map(({ rcpt, host }) => {
+      const local = safeSegment(sanitize(rcpt.user));
+      const domain = safeSegment(sanitize(host.toLowerCase()));
+      const values: Record<string, string> = { l: local, d: domain, u: `${local}@${domain}` };
+      const sub = template.replace(/%([ldu])/g, (_m, key: string) => values[key]!);
+      return { maildir: join(this.base, sub), deliveredTo: [mailbox(rcpt, host)] };
+    });
+  }
+
+  /** tmp/NAME: the trace lines, the message with LF line ends, fsync. */
+  private async writeFile(file: InFlight, tx: Transaction, deliveredTo: readonly string[]): Promise<void> {
+    const handle = await open(file.tmpPath, 'wx', this.fileMode);
+    file.tmpExists = true;
+    try {
+      await handle.chmod(this.fileMode);
+      let head = `Return-Path: ${tx.sender === undefined ? '<>' : String(tx.sender)}\n`;
+      for (const rcpt of deliveredTo) head += `Delivered-To: ${rcpt}\n`;
+      const writer = new BatchWriter(handle);
+      await writer.write(Buffer.from(head, 'utf8'));
+      const lf = new CrlfToLf();
+      const signal = this.signal;
+      for await (const chunk of tx.bodyStream()) {
+        signal.throwIfAborted();
+        await writer.write(lf.convert(typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : (chunk as Buffer)));
+      }
+      await writer.write(lf.end());
+      await writer.flush();
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+
+  private uniqueName(): string {
+    const now = performance.timeOrigin + performance.now();
+    const seconds = Math.floor(now / 1000);
+    const micros = Math.floor((now - seconds * 1000) * 1000);
+    return `${seconds}.M${micros}P${process.pid}Q${++deliveryCounter}.${this.uniqueHost}`;
+  }
+
+  /** cur/ new/ tmp/ (and the folders above them), made with the plugin's mode. */
+  private async ensureMaildir(maildir: string): Promise<void> {
+    for (const sub of ['cur', 'new', 'tmp']) {
+      const target = join(maildir, sub);
+      const firstCreated = await mkdir(target, { recursive: true, mode: this.dirMode });
+      if (firstCreated === undefined) continue;
+      // mkdir's mode is narrowed by the umask: set it on every folder just made.
+      for (let p = target; p.startsWith(firstCreated) && p.length >= firstCreated.length; p = dirname(p)) {
+        await chmod(p, this.dirMode);
+        if (p === firstCreated || dirname(p) === p) break;
+      }
+    }
+  }
+}
+
+/** `user@host` as it goes into Delivered-To (the local part quoted where RFC 5321 needs it). */
+function mailbox(rcpt: Address, host: string): string {
+  const text = String(rcpt);
+  const inner = text.startsWith('<') && text.endsWith('>') ? text.slice(1, -1) : text;
+  return rcpt.host === '' ? `${inner}@${host}` : inner;
+}
+
+/** qpsmtpd's `tr/-A-Za-z0-9+_.,@=/_/c`, byte by byte over the UTF-8 text. */
+function sanitize(text: string): string {
+  let out = '';
+  for (const byte of Buffer.from(text, 'utf8')) {
+    const ch = String.fromCharCode(byte);
+    out += /[-A-Za-z0-9+_.,@=]/.test(ch) ? ch : '_';
+  }
+  return out;
+}
+
+/** A path segment that would climb (`.`, `..`) or vanish (``) is made harmless. */
+function safeSegment(text: string): string {
+  return text === '' || text === '.' || text === '..' ? '_'.repeat(Math.max(1, text.length)) : text;
+}
+
+/** tmp/NAME -> new/NAME: a hard link, or a rename where the file system has none. */
+async function moveIntoNew(file: InFlight): Promise<void> {
+  try {
+    await link(file.tmpPath, file.newPath);
+    file.inNew = true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS' && code !== 'EXDEV') throw err;
+    await rename(file.tmpPath, file.newPath);
+    file.inNew = true;
+    file.tmpExists = false;
+  }
+}
+
+async function fsyncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Remove whatever a failed delivery left: tmp files, and copies already in new/. */
+async function cleanUp(files: readonly InFlight[]): Promise<void> {
+  for (const f of files) {
+    if (f.tmpExists) await unlink(f.tmpPath).catch(() => undefined);
+    if (f.inNew) await unlink(f.newPath).catch(() => undefined);
+  }
+}
+
+function describe(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+/**
+ * CRLF to LF over a stream of chunks. A CR at the end of a chunk is held until the next chunk shows
+ * whether an LF follows; a CR that no LF follows is kept as it is.
+ */
+export class CrlfToLf {
+  private heldCr = false;
+
+  convert(chunk: Buffer): Buffer {
+    if (chunk.length === 0) return EMPTY;
+    const parts: Buffer[] = [];
+    if (this.heldCr) {
+      this.heldCr = false;
+      if (chunk[0] !== LF) parts.push(CR_BYTE);
+    }
+    let start = 0;
+    for (let i = chunk.indexOf(CR); i !== -1; i = chunk.indexOf(CR, i + 1)) {
+      if (i === chunk.length - 1) {
+        parts.push(chunk.subarray(start, i));
+        this.heldCr = true;
+        start = chunk.length;
+        break;
+      }
+      if (chunk[i + 1] === LF) {
+        parts.push(chunk.subarray(start, i));
+        start = i + 1;
+      }
+    }
+    if (start < chunk.length) parts.push(chunk.subarray(start));
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  }
+
+  /** What is still held at the end of the stream. */
+  end(): Buffer {
+    const held = this.heldCr;
+    this.heldCr = false;
+    return held ? CR_BYTE : EMPTY;
+  }
+}
+
+/** Collects small buffers into larger writes; every byte is written or the call throws. */
+class BatchWriter {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+
+  constructor(private readonly handle: FileHandle) {}
+
+  async write(data: Buffer): Promise<void> {
+    if (data.length === 0) return;
+    this.pending.push(data);
+    this.pendingBytes += data.length;
+    if (this.pendingBytes >= WRITE_BATCH) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.pendingBytes === 0) return;
+    const data = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    // A write may be short (a file system near full): go on until all is written or it throws.
+    for (let offset = 0; offset < data.length; ) {
+      const { bytesWritten } = await this.handle.write(data, offset, data.length - offset);
+      if (bytesWritten <= 0) throw new Error('write made no progress');
+      offset += bytesWritten;
+    }
+  }
+}
