@@ -61,7 +61,7 @@ export async function loadPlugins(specs: readonly PluginSpec[], options: LoadOpt
     try {
       exported = (await importPluginModule(file)).default;
     } catch (err) {
-      problem(`cannot load ${file}: ${describeLoadError(err)}`);
+      problem(`cannot load ${file}: ${describeLoadError(err)}${await syntaxErrorLocation(err, file)}`);
       continue;
     }
     if (typeof exported !== 'function' || !(exported.prototype instanceof Plugin)) {
@@ -155,11 +155,34 @@ function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promi
 /** One line for a load error: the message, and where in the plugin's source it happened. */
 function describeLoadError(err: unknown): string {
   if (!(err instanceof Error)) return String(err);
+  // One problem is one line of the report (the TypeScript loader's messages have several).
+  const message = err.message
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '')
+    .join(' ');
   const where = err.stack
     ?.split('\n')
     .slice(1)
     .map((l) => l.trim())
-    .find((l) => /file:|\//.test(l) && !/node:internal|node_modules/.test(l));
+    .find((l) => /^at .*(file:|\/)/.test(l) && !/node:internal|node_modules/.test(l));
   const location = where ? ` (${where.replace(/^at\s+/, '')})` : '';
-  return `${err.name === 'Error' ? '' : err.name + ': '}${err.message}${location}`;
+  return `${err.name === 'Error' ? '' : err.name + ': '}${message}${location}`;
+}
+
+/**
+ * Node's SyntaxError for an ES module says what is wrong but not where: find the place with a parse
+ * of our own (esbuild, which builds dist/ and is there at run time), as ` (FILE:LINE:COLUMN)`.
+ */
+async function syntaxErrorLocation(err: unknown, file: string): Promise<string> {
+  if (!(err instanceof SyntaxError) || !/\.m?js$/.test(file) || err.message.includes(file) || err.stack?.includes(file)) return '';
+  try {
+    const { readFile } = await import('node:fs/promises');
+    const { transform } = await import('esbuild');
+    await transform(await readFile(file, 'utf8'), { loader: 'js', format: 'esm', sourcefile: file, logLevel: 'silent' });
+  } catch (parseError) {
+    const at = (parseError as { errors?: { location?: { line: number; column: number } | null }[] }).errors?.[0]?.location;
+    if (at) return ` (${file}:${at.line}:${at.column + 1})`;
+  }
+  return '';
 }

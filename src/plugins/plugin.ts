@@ -108,7 +108,7 @@ export class Plugin {
   }
 
   /** Attach a method (by name) or a function to a hook; only from `register`. */
-  registerHook(hook: HookName | string, handler: string | HookFunction<HookName>, options: RegisterHookOptions = {}): void {
+  registerHook<H extends HookName>(hook: H, handler: string | HookFunction<H>, options: RegisterHookOptions = {}): void {
     const setup = this[SETUP];
     if (!setup.registering) throw new Error(`plugin ${setup.name}: registerHook('${hook}') must be called from register()`);
     const name = toHookName(hook);

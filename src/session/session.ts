@@ -53,6 +53,8 @@ export interface SessionDeps {
 const DEFAULT_MAX_LINE = 4096;
 const DEFAULT_SIZE_THRESHOLD = 256 * 1024;
 
+const SYNC_HOOKS: ReadonlySet<HookName> = new Set<HookName>(['config', 'user_config', 'logging']);
+
 /** Hooks whose recorded results belong to the transaction rather than to the connection. */
 const TRANSACTION_HOOKS: ReadonlySet<HookName> = new Set<HookName>([
   'mail_parse',
@@ -83,6 +85,7 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
   private out = '';
   private closing = false;
   private readonly views: (object | undefined)[] = [];
+  private readonly syncViews: (object | undefined)[] = [];
   private readonly idleTimeoutMs: number;
 
   constructor(private readonly deps: SessionDeps) {
@@ -157,10 +160,13 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
   // ---- HookCallContext (what the hook runner needs) ----------------------------------------
 
   callTarget(plugin: PluginRecord, hook: HookName): object {
-    let view = this.views[plugin.index];
+    // The synchronous hooks run in the middle of other hooks (a config lookup, a log line inside
+    // hook_rcpt): they get views of their own, so the interrupted call keeps its hook and signal.
+    const views = SYNC_HOOKS.has(hook) ? this.syncViews : this.views;
+    let view = views[plugin.index];
     if (view === undefined) {
       view = makeCallTarget(plugin.instance, this);
-      this.views[plugin.index] = view;
+      views[plugin.index] = view;
     }
     beginCall(view, hook);
     return view;
