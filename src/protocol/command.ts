@@ -29,12 +29,20 @@ const VALUE = /^[^\x00-\x20=\x7f]+$/;
 
 /** Split a command line; null when the verb is not a word (empty line, binary junk). */
 export function splitCommand(line: string): SplitCommand | null {
-  const trimmed = line.replace(/[ \t]+$/, '');
+  const trimmed = trimEndBlanks(line);
   const space = trimmed.search(/[ \t]/);
   const verb = space === -1 ? trimmed : trimmed.slice(0, space);
   if (!VERB.test(verb)) return null;
   const rest = space === -1 ? '' : trimmed.slice(space).replace(/^[ \t]+/, '');
   return { verb: verb.toUpperCase(), rest };
+}
+
+// Not `replace(/[ \t]+$/, '')`: that regex retries from every blank of a run that is not at the
+// end, quadratic in the run's length (a 64 KiB line of spaces took seconds).
+function trimEndBlanks(line: string): string {
+  let end = line.length;
+  while (end > 0 && (line[end - 1] === ' ' || line[end - 1] === '\t')) end--;
+  return end === line.length ? line : line.slice(0, end);
 }
 
 export type PathArgument = { readonly path: string; readonly params: EsmtpParams } | { readonly error: string };
@@ -105,7 +113,7 @@ export function parseParams(text: string): { params: EsmtpParams } | { error: st
 
 /** The HELO/EHLO argument: the first word, or an error when there is none. */
 export function parseHelloArgument(rest: string): { host: string } | { error: string } {
-  const host = rest.split(/[ \t]+/)[0] ?? '';
+  const host = rest.split(/[ \t]+/).find((w) => w !== '') ?? '';
   if (host === '') return { error: 'requires domain/address - see RFC-5321 4.1.1.1' };
   return { host };
 }

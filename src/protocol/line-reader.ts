@@ -74,11 +74,13 @@ export class LineReader {
   }
 
   private limitPartialLine(): void {
-    const pending = this.buf.length - this.pos;
+    const last = this.buf[this.buf.length - 1];
+    // A trailing CR may be the first half of the CRLF that ends the line: it is not line content,
+    // so a line of exactly maxLength bytes is not refused because its CR arrived before its LF.
+    const pending = this.buf.length - this.pos - (last === CR ? 1 : 0);
     if (!this.discarding && pending <= this.maxLength) return;
     // Keep a trailing CR: it may be the first half of the CRLF that ends the long line.
     this.discarding = true;
-    const last = this.buf[this.buf.length - 1];
     this.buf = last === CR ? this.buf.subarray(this.buf.length - 1) : EMPTY;
     this.pos = 0;
   }

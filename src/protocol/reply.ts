@@ -29,8 +29,7 @@ export function makeReply(code: number, defaultEnhanced: string | null, message:
   if (first !== undefined && code >= 200 && code < 600 && !(code >= 300 && code < 400)) {
     const m = ENHANCED_PREFIX.exec(first);
     if (m) {
-      const cls = String(code)[0];
-      enhanced = `${cls}.${m[2]}.${m[3]}`;
+      enhanced = `${m[1]}.${m[2]}.${m[3]}`;
       lines[0] = first.slice(m[0].length);
       for (let i = 1; i < lines.length; i++) {
         const again = ENHANCED_PREFIX.exec(lines[i]!);
@@ -38,8 +37,13 @@ export function makeReply(code: number, defaultEnhanced: string | null, message:
       }
     }
   }
-  if (enhanced !== null && enhanced[0] !== String(code)[0]) {
-    enhanced = String(code)[0] + enhanced.slice(1);
+  const cls = code >= 200 && code < 600 ? String(Math.floor(code / 100)) : '';
+  if (cls !== '2' && cls !== '4' && cls !== '5') {
+    // RFC 3463 has classes 2, 4 and 5 only: a 3xx reply (354, 334) carries no enhanced code, and
+    // forcing the class digit would have made `354 3.0.0`.
+    enhanced = null;
+  } else if (enhanced !== null && enhanced[0] !== cls) {
+    enhanced = cls + enhanced.slice(1);
   }
   return { code, enhanced, lines };
 }
