@@ -3,17 +3,13 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { tempDir, testApp } from '../helpers/test-app.ts';
-import { ACCEPT_ALL, EXAMPLE_PLUGINS, message, quit, sendMessage } from './support.ts';
+import { ACCEPT_ALL, EXAMPLE_PLUGINS, message, quit, sendMessage , shellScript } from './support.ts';
 
 const dir = tempDir();
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 /** An executable shell script in the temp folder. */
-function script(name: string, body: string): string {
-  const path = join(dir, name);
-  writeFileSync(path, `#!/bin/sh\n${body}\n`, { mode: 0o755 });
-  return path;
-}
+const script = (name: string, body: string): string => shellScript(dir, name, body);
 
 /** Send `text` through a server whose queue is `pipe_queue <command>`; the reply to the final dot, and the log. */
 async function queueWith(command: string, text: string, config: Record<string, string> = {}) {

@@ -3,18 +3,14 @@ import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { tempDir, testApp } from '../helpers/test-app.ts';
-import { EXAMPLE_PLUGINS, quit } from './support.ts';
+import { EXAMPLE_PLUGINS, quit , shellScript } from './support.ts';
 
 const REAL_FORTUNE = '/usr/games/fortune';
 const dir = tempDir();
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 /** An executable shell script in the temp folder. */
-function script(name: string, body: string): string {
-  const path = join(dir, name);
-  writeFileSync(path, `#!/bin/sh\n${body}\n`, { mode: 0o755 });
-  return path;
-}
+const script = (name: string, body: string): string => shellScript(dir, name, body);
 
 /** The reply to QUIT in a session with `quit_fortune [args]` (the connection must close after it), and the log. */
 async function quitWith(pluginLine: string) {

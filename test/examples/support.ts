@@ -7,6 +7,8 @@
  * a test puts them into testApp's `plugins` option and names them in config/plugins.
  */
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FakeConn, ParsedReply } from '../helpers/fake-conn.ts';
 
@@ -71,4 +73,11 @@ export async function quit(session: { client: FakeConn; done: Promise<void> }): 
   const reply = await session.client.command('QUIT');
   await session.done;
   return reply;
+}
+
+/** Write an executable shell script `name` into `dir`; returns its path. */
+export function shellScript(dir: string, name: string, body: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+  return path;
 }

@@ -6,6 +6,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { DataFramer, type BareLineEndPolicy } from '../../src/protocol/data-framer.ts';
+import { cut, threeWaySplits, twoWaySplits } from '../helpers/splits.ts';
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -53,31 +54,6 @@ function run(chunks: readonly Uint8Array[], policy?: BareLineEndPolicy): Outcome
   };
 }
 
-/** Every way to cut `input` into two pieces, plus one byte at a time. */
-function* splits(input: Buffer): Generator<Buffer[]> {
-  for (let i = 0; i <= input.length; i++) yield [input.subarray(0, i), input.subarray(i)];
-  yield [...input].map((b) => Buffer.from([b]));
-}
-
-/** Every way to cut `input` into three pieces (for short inputs). */
-function* threeWaySplits(input: Buffer): Generator<Buffer[]> {
-  for (let i = 0; i <= input.length; i++) {
-    for (let j = i; j <= input.length; j++) yield [input.subarray(0, i), input.subarray(i, j), input.subarray(j)];
-  }
-}
-
-/** `input` cut at the given offsets (any order, duplicates allowed). */
-function cut(input: Uint8Array, offsets: readonly number[]): Uint8Array[] {
-  const points = [...new Set(offsets.map((o) => o % (input.length + 1)))].sort((a, b) => a - b);
-  const out: Uint8Array[] = [];
-  let from = 0;
-  for (const p of points) {
-    out.push(input.subarray(from, p));
-    from = p;
-  }
-  out.push(input.subarray(from));
-  return out;
-}
 
 /**
  * An independent model of RFC 5321 §4.5.2 over the whole input at once, byte by byte: a line
@@ -181,7 +157,7 @@ function stuff(body: Uint8Array): Buffer {
 /** Run `input` split every way and check the outcome never changes; return it. */
 function splitInvariant(input: Buffer, policy?: BareLineEndPolicy, threeWay = false): Outcome {
   const whole = run([input], policy);
-  for (const chunks of splits(input)) {
+  for (const chunks of twoWaySplits(input)) {
     assert.deepEqual(run(chunks, policy), whole, `split ${JSON.stringify(chunks.map(str))}`);
   }
   if (threeWay) {
@@ -199,7 +175,7 @@ describe('DataFramer: the terminator', () => {
   });
 
   test('.CRLF at the very start is an empty message', () => {
-    for (const chunks of splits(bin('.\r\nQUIT\r\n'))) {
+    for (const chunks of twoWaySplits(bin('.\r\nQUIT\r\n'))) {
       assert.deepEqual(run(chunks), { body: '', bare: 0, done: true, rest: 'QUIT\r\n' });
     }
   });

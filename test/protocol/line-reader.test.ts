@@ -6,6 +6,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { LineReader, type CommandLine } from '../../src/protocol/line-reader.ts';
+import { cut, threeWaySplits, twoWaySplits } from '../helpers/splits.ts';
 
 const bin = (s: string): Buffer => Buffer.from(s, 'latin1');
 const ok = (text: string): CommandLine => ({ ok: true, text });
@@ -32,28 +33,15 @@ function read(chunks: readonly Uint8Array[], max = 512): Outcome {
   return { lines, buffered: reader.bufferedBytes, peak };
 }
 
+/** Every cut into two and into three pieces, then one byte at a time. */
+function* lineSplits(input: Buffer): Generator<Buffer[]> {
+  yield* twoWaySplits(input);
+  yield* threeWaySplits(input);
+}
+
 /** The lines alone, for comparisons across splits (the buffered count differs while discarding). */
 const linesOf = (chunks: readonly Uint8Array[], max = 512): CommandLine[] => read(chunks, max).lines;
 
-function* splits(input: Buffer): Generator<Buffer[]> {
-  for (let i = 0; i <= input.length; i++) yield [input.subarray(0, i), input.subarray(i)];
-  for (let i = 0; i <= input.length; i++) {
-    for (let j = i; j <= input.length; j++) yield [input.subarray(0, i), input.subarray(i, j), input.subarray(j)];
-  }
-  yield [...input].map((b) => Buffer.from([b]));
-}
-
-function cut(input: Uint8Array, offsets: readonly number[]): Uint8Array[] {
-  const points = [...new Set(offsets.map((o) => o % (input.length + 1)))].sort((a, b) => a - b);
-  const out: Uint8Array[] = [];
-  let from = 0;
-  for (const p of points) {
-    out.push(input.subarray(from, p));
-    from = p;
-  }
-  out.push(input.subarray(from));
-  return out;
-}
 
 /**
  * The rules over the whole input at once: split at CRLF; a complete line longer than `max` is
@@ -87,7 +75,7 @@ function isValidUtf8(b: Buffer): boolean {
 /** Check every split of `input` gives the same lines; return them. */
 function splitInvariant(input: Buffer, max = 512): CommandLine[] {
   const whole = linesOf([input], max);
-  for (const chunks of splits(input)) {
+  for (const chunks of lineSplits(input)) {
     assert.deepEqual(linesOf(chunks, max), whole, `split ${JSON.stringify(chunks.map((c) => c.toString('latin1')))}`);
   }
   assert.deepEqual(whole, model(input, max));
