@@ -17,7 +17,7 @@ import { DEFAULT_LOGLEVEL, LOGERROR, LOGINFO, LOGWARN, parseLogLevel, type LogLe
 import { formatLogParts, formatStderrLine, type LogRecord } from './log/logger.ts';
 import { loadPlugins } from './plugins/loader.ts';
 import type { PluginHost } from './plugins/plugin.ts';
-import { parsePluginLines, type LoadProblem } from './plugins/plugins-file.ts';
+import { formatProblem, parsePluginLines, type LoadProblem } from './plugins/plugins-file.ts';
 import type { Conn } from './session/conn.ts';
 import { Session, type LogSink } from './session/session.ts';
 import { Transaction } from './session/transaction.ts';
@@ -99,7 +99,7 @@ export class App {
       return [];
     } catch (err) {
       const problems = err instanceof LoadFailure ? err.problems : [{ file: this.options.configDir, line: 0, message: String(err) }];
-      for (const p of problems) this.log(LOGERROR, `reload failed, keeping the running configuration: ${p.file}:${p.line}: ${p.message}`);
+      for (const p of problems) this.log(LOGERROR, `reload failed, keeping the running configuration: ${formatProblem(p)}`);
       return problems;
     }
   }

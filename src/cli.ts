@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { App, LoadFailure } from './app.ts';
 import { LOGNOTICE } from './log/levels.ts';
 import { formatProblem } from './plugins/plugins-file.ts';
-import { EXIT_CONFIG, isWorker, onPrimaryMessage, reportReady, runPrimary } from './transport/cluster.ts';
+import { EXIT_CONFIG, isWorker, leavePrimary, onPrimaryMessage, reportReady, runPrimary } from './transport/cluster.ts';
 import { stdioConn } from './transport/stdio.ts';
 import { TcpListeners, parseListenAddress, type ListenAddress } from './transport/tcp.ts';
 
@@ -142,6 +142,16 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 
   if (options.stdio) {
+    // inetd, tcpserver and systemd stop a session with SIGTERM too: it ends as a server's would.
+    let stopping = false;
+    const stop = (why: string): void => {
+      if (stopping) return;
+      stopping = true;
+      logStopping(app, why, options.graceMs);
+      void app.stop(options.graceMs);
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
     await app.handle(stdioConn(process.env, process.stdin, process.stdout));
     return 0;
   }
@@ -161,13 +171,20 @@ async function serve(app: App, options: Options): Promise<number> {
 
   return new Promise<number>((resolve) => {
     let stopping = false;
-    const stop = (): void => {
+    const stop = (why: string): void => {
       if (stopping) return;
       stopping = true;
-      void listeners
-        .close()
-        .then(() => app.stop(options.graceMs))
-        .then(() => resolve(0));
+      logStopping(app, why, options.graceMs);
+      // server.close() stops accepting at once but reports back only when every connection has
+      // ended: the sessions must be told to finish now, not after they have ended by themselves.
+      const closed = listeners.close();
+      void app
+        .stop(options.graceMs)
+        .then(() => closed)
+        .then(() => {
+          if (isWorker()) leavePrimary();
+          resolve(0);
+        });
     };
     const reload = (): void => {
       void app.reload();
@@ -176,8 +193,12 @@ async function serve(app: App, options: Options): Promise<number> {
     process.on('SIGINT', stop);
     process.on('SIGHUP', reload);
     if (isWorker()) {
-      onPrimaryMessage((message) => (message.type === 'stop' ? stop() : reload()));
+      onPrimaryMessage((message) => (message.type === 'stop' ? stop('told by the primary') : reload()));
       reportReady();
     }
   });
+}
+
+function logStopping(app: App, why: string, graceMs: number): void {
+  app.log(LOGNOTICE, `${why}: stopping; ${app.activeSessions} session(s) in flight may take up to ${graceMs / 1000} s to finish`);
 }

@@ -4,6 +4,7 @@
  * config file and line it comes from, so `qpsmtpd check` and start-up can report them all at once.
  */
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { hookForMethod, type HookName } from '../hooks/hook-map.ts';
 import type { HookEntry, PluginRecord } from '../hooks/registry.ts';
@@ -177,7 +178,6 @@ function describeLoadError(err: unknown): string {
 async function syntaxErrorLocation(err: unknown, file: string): Promise<string> {
   if (!(err instanceof SyntaxError) || !/\.m?js$/.test(file) || err.message.includes(file) || err.stack?.includes(file)) return '';
   try {
-    const { readFile } = await import('node:fs/promises');
     const { transform } = await import('esbuild');
     await transform(await readFile(file, 'utf8'), { loader: 'js', format: 'esm', sourcefile: file, logLevel: 'silent' });
   } catch (parseError) {

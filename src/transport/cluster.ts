@@ -39,7 +39,7 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
       if (stopping) return;
       stopping = true;
       exitCode = code;
-      for (const w of workers()) w.send({ type: 'stop' } satisfies WorkerMessage);
+      for (const w of workers()) tell(w, { type: 'stop' });
       if (workers().length === 0) finish();
     };
 
@@ -73,7 +73,7 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
 
     const onTerm = (): void => stopAll(0);
     const onHup = (): void => {
-      for (const w of workers()) w.send({ type: 'reload' } satisfies WorkerMessage);
+      for (const w of workers()) tell(w, { type: 'reload' });
     };
     process.on('SIGTERM', onTerm);
     process.on('SIGINT', onTerm);
@@ -81,6 +81,15 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
 
     for (let i = 0; i < options.workers; i++) fork();
   });
+}
+
+/**
+ * Send to a worker that may be dying: its channel can be closed before its 'exit' is seen (two
+ * workers failing at once). Without the callback a closed channel is an 'error' event that would
+ * bring the primary down; a worker that is gone needs no message.
+ */
+function tell(worker: Worker, message: WorkerMessage): void {
+  if (worker.isConnected()) worker.send(message, () => undefined);
 }
 
 /** In a worker: deliver the primary's messages. */
@@ -91,6 +100,11 @@ export function onPrimaryMessage(handler: (message: WorkerMessage) => void): voi
 /** In a worker: tell the primary we accept connections. */
 export function reportReady(): void {
   process.send?.({ type: 'ready' } satisfies PrimaryMessage);
+}
+
+/** In a worker that has stopped serving: close the channel to the primary, which would keep the process alive. */
+export function leavePrimary(): void {
+  cluster.worker?.disconnect();
 }
 
 export function isWorker(): boolean {

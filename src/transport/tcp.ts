@@ -69,7 +69,9 @@ export class TcpListeners {
 
 function listenOne(app: App, address: ListenAddress): Promise<Server> {
   return new Promise((resolve, reject) => {
-    const server = createServer({ noDelay: true }, (socket) => {
+    // allowHalfOpen: a client that sends its last commands and then shuts down its sending side
+    // (QUIT, then FIN) still gets the replies to them; the session closes the socket when it ends.
+    const server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
       socket.on('error', () => undefined);
       void app.handle(new StreamConn(socketEndpoints(socket), socket, socket));
     });
