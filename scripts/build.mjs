@@ -1,13 +1,15 @@
 // Build dist/: every .ts under src/ and plugins/ transpiled to .js (types stripped, relative
-// `.ts` imports pointed at `.js`), .mjs files copied. No bundling: dist/ mirrors the source tree.
+// `.ts` imports pointed at `.js`, the bundled plugins' `'qpsmtpd'` pointed at dist/src/index.js),
+// .mjs files copied. No bundling: dist/ mirrors the source tree.
 // Type checking is `tsc`, run by `npm test`.
 import { transform } from 'esbuild';
 import { mkdir, readdir, readFile, rm, writeFile, copyFile } from 'node:fs/promises';
-import { dirname, join, relative } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const out = join(root, 'dist');
+const QPSMTPD_IMPORT = /((?:from|import)\s*\(?\s*)(['"])qpsmtpd\2/g;
 const RELATIVE_TS = /((?:from|import)\s*\(?\s*)(['"])(\.{1,2}\/[^'"]*?)\.ts\2/g;
 
 async function* files(dir) {
@@ -28,8 +30,17 @@ for (const top of ['src', 'plugins']) {
       await copyFile(file, target);
     } else if (file.endsWith('.ts') && !file.endsWith('.d.ts')) {
       const source = await readFile(file, 'utf8');
-      const result = await transform(source, { loader: 'ts', format: 'esm', target: 'node20', sourcefile: file, sourcemap: 'inline' });
-      await writeFile(target.replace(/\.ts$/, '.js'), result.code.replace(RELATIVE_TS, '$1$2$3.js$2'));
+      // Source maps in files of their own: free unless node runs with --enable-source-maps.
+      const result = await transform(source, { loader: 'ts', format: 'esm', target: 'node20', sourcefile: file, sourcemap: 'external' });
+      let code = result.code.replace(RELATIVE_TS, '$1$2$3.js$2');
+      // A bundled plugin reaches the API by a relative path: no resolver hook needed to start.
+      if (top === 'plugins') {
+        const api = relative(dirname(target), join(out, 'src', 'index.js')).replace(/\\/g, '/');
+        code = code.replace(QPSMTPD_IMPORT, `$1$2${api.startsWith('.') ? api : './' + api}$2`);
+      }
+      const js = target.replace(/\.ts$/, '.js');
+      await writeFile(js, `${code}//# sourceMappingURL=${basename(js)}.map\n`);
+      await writeFile(`${js}.map`, result.map);
     } else {
       continue;
     }

@@ -29,6 +29,11 @@ export interface AppOptions {
   readonly version: string;
   /** The folder of the bundled plugins. */
   readonly bundledPluginDir: string;
+  /**
+   * The TypeScript sources of the bundled plugins, when `bundledPluginDir` is their build: a
+   * search path entry naming it (the shipped config's `plugins/` beside `config/`) uses the build.
+   */
+  readonly bundledSourceDir?: string;
   /** Where log lines go when no logging plugin is loaded. */
   readonly writeStderr?: (line: string) => void;
 }
@@ -173,7 +178,9 @@ async function buildSnapshot(options: AppOptions): Promise<Snapshot> {
     ...config.list('plugin_dirs').map((d) => resolve(root, d)),
     join(root, 'plugins'),
     options.bundledPluginDir,
-  ].filter((d, i, all) => all.indexOf(d) === i);
+  ]
+    .map((d) => (options.bundledSourceDir !== undefined && d === resolve(options.bundledSourceDir) ? options.bundledPluginDir : d))
+    .filter((d, i, all) => all.indexOf(d) === i);
 
   // Messages logged while plugins load go to stderr: the logging plugins are not ready yet.
   const threshold = parseLogLevel(config.value('loglevel')) ?? DEFAULT_LOGLEVEL;
@@ -194,6 +201,7 @@ async function buildSnapshot(options: AppOptions): Promise<Snapshot> {
   const timeouts = parsePluginTimeouts(config.list('plugin_timeout'));
   const loaded = await loadPlugins([...logging.specs, ...plugins.specs], {
     searchDirs,
+    bundledDir: options.bundledPluginDir,
     host,
     timeoutFor: (name) => (timeouts.perPlugin.get(name) ?? timeouts.default) * 1000,
     registerTimeoutMs: REGISTER_TIMEOUT_MS,

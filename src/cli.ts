@@ -128,6 +128,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       env: process.env,
       version,
       bundledPluginDir: fileURLToPath(new URL('../plugins/', import.meta.url)),
+      // Running from dist/: the project's plugins/ folder holds the sources of the same plugins.
+      bundledSourceDir: fileURLToPath(new URL('../../plugins/', import.meta.url)),
     });
   } catch (err) {
     if (!(err instanceof LoadFailure)) throw err;

@@ -9,3 +9,4 @@ register(new URL('../src/plugins/api-specifier-hook.mjs', import.meta.url), {
 });
 registerTypeScript();
 globalThis[Symbol.for('qpsmtpd.typescript-loader')] = true;
+globalThis[Symbol.for('qpsmtpd.api-resolver')] = true;

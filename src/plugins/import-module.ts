@@ -1,22 +1,43 @@
 /**
- * The one place that imports plugin code. `.js` and `.mjs` load natively; the first `.ts` plugin
- * registers a TypeScript loader (tsx) for the process, so the default configuration starts without
- * paying for it and a user's `.ts` plugin needs no build step.
+ * The one place that imports plugin code.
+ *
+ * The bundled plugins, built into dist/, import the API by a relative path and load natively.
+ * The first plugin from anywhere else registers the resolver that makes `import ... from 'qpsmtpd'`
+ * work in any folder, and the first `.ts` plugin registers a TypeScript loader (tsx). So a
+ * configuration of bundled plugins starts without paying for either, and a user's `.ts` plugin
+ * needs no build step and no install next to it.
  */
+import { register } from 'node:module';
 import { pathToFileURL } from 'node:url';
 
-/** Set by whoever registered a TypeScript loader already (the test runner does). */
+/** Set by whoever registered these already (the test runner does, before any test imports). */
+const API_RESOLVER_FLAG = Symbol.for('qpsmtpd.api-resolver');
 const TS_LOADER_FLAG = Symbol.for('qpsmtpd.typescript-loader');
+const flags = globalThis as unknown as Record<symbol, unknown>;
+
+/** This module's own flavour: `.ts` when running from the sources, `.js` from dist/. */
+const ownExtension = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+
+function ensureApiResolver(): void {
+  if (flags[API_RESOLVER_FLAG]) return;
+  register(new URL('./api-specifier-hook.mjs', import.meta.url), {
+    data: { apiUrl: new URL(`../index${ownExtension}`, import.meta.url).href },
+  });
+  flags[API_RESOLVER_FLAG] = true;
+}
 
 async function ensureTypeScriptLoader(): Promise<void> {
-  const flags = globalThis as unknown as Record<symbol, unknown>;
   if (flags[TS_LOADER_FLAG]) return;
-  const { register } = await import('tsx/esm/api');
-  register();
+  const { register: registerTsx } = await import('tsx/esm/api');
+  registerTsx();
   flags[TS_LOADER_FLAG] = true;
 }
 
-export async function importPluginModule(file: string): Promise<Record<string, unknown>> {
-  if (/\.[cm]?ts$/.test(file)) await ensureTypeScriptLoader();
+/** Import a plugin file; `bundled` files need neither the resolver nor TypeScript support. */
+export async function importPluginModule(file: string, bundled: boolean): Promise<Record<string, unknown>> {
+  if (!bundled) {
+    ensureApiResolver();
+    if (/\.[cm]?ts$/.test(file)) await ensureTypeScriptLoader();
+  }
   return (await import(pathToFileURL(file).href)) as Record<string, unknown>;
 }

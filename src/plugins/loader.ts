@@ -5,7 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { isAbsolute, join, relative } from 'node:path';
 import { hookForMethod, type HookName } from '../hooks/hook-map.ts';
 import type { HookEntry, PluginRecord } from '../hooks/registry.ts';
 import { importPluginModule } from './import-module.ts';
@@ -17,6 +17,8 @@ export const PLUGIN_EXTENSIONS = ['.ts', '.js', '.mjs'] as const;
 export interface LoadOptions {
   /** Folders to search, in order (plugin_dirs, then plugins/ beside the config dir, then the bundled ones). */
   readonly searchDirs: readonly string[];
+  /** The bundled plugins' folder: its files load without the API resolver or TypeScript support. */
+  readonly bundledDir: string;
   readonly host: PluginHost;
   /** Time limit of one hook call for a plugin, in ms. */
   readonly timeoutFor: (pluginName: string) => number;
@@ -60,7 +62,7 @@ export async function loadPlugins(specs: readonly PluginSpec[], options: LoadOpt
 
     let exported: unknown;
     try {
-      exported = (await importPluginModule(file)).default;
+      exported = (await importPluginModule(file, isInside(file, options.bundledDir))).default;
     } catch (err) {
       problem(`cannot load ${file}: ${describeLoadError(err)}${await syntaxErrorLocation(err, file)}`);
       continue;
@@ -119,6 +121,11 @@ export async function loadPlugins(specs: readonly PluginSpec[], options: LoadOpt
     entries.push(...own);
   }
   return { records, entries, problems };
+}
+
+function isInside(file: string, dir: string): boolean {
+  const rel = relative(dir, file);
+  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
 }
 
 /** Names of the `hook_*` functions of a plugin (its class chain below Plugin, and own fields). */
