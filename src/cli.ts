@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { App, LoadFailure } from './app.ts';
-import { LOGNOTICE } from './log/levels.ts';
+import { LOGCRIT, LOGNOTICE } from './log/levels.ts';
 import { formatProblem } from './plugins/plugins-file.ts';
 import { EXIT_CONFIG, isWorker, leavePrimary, onPrimaryMessage, reportReady, runPrimary } from './transport/cluster.ts';
 import { stdioConn } from './transport/stdio.ts';
@@ -137,6 +137,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     return isWorker() ? EXIT_CONFIG : 1;
   }
 
+  if (options.command !== 'check') guardProcess(app);
+
   if (options.command === 'check') {
     process.stdout.write(`config ${app.configDir.dir}: OK\n`);
     for (const { hook, plugins } of app.registry.describe()) process.stdout.write(`${hook}: ${plugins.join(', ')}\n`);
@@ -199,6 +201,15 @@ async function serve(app: App, options: Options): Promise<number> {
       reportReady();
     }
   });
+}
+
+/**
+ * A plugin's stray callback (a timer or event handler that throws outside its hook) must not take
+ * the sessions of the whole process down with it: the error is logged and the daemon goes on.
+ */
+function guardProcess(app: App): void {
+  process.on('uncaughtException', (err) => app.log(LOGCRIT, 'uncaught exception (a plugin callback outside its hook?); going on:', err));
+  process.on('unhandledRejection', (reason) => app.log(LOGCRIT, 'unhandled promise rejection (a plugin promise nobody awaited?); going on:', reason));
 }
 
 function logStopping(app: App, why: string, graceMs: number): void {

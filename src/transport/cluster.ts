@@ -23,14 +23,25 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
   return new Promise((resolve) => {
     let stopping = false;
     let exitCode = 0;
+    let served = false;
+    let configRetryMs = 0;
     const recentDeaths: number[] = [];
 
     const fork = (): Worker => {
       const worker = cluster.fork();
       worker.on('message', (message: PrimaryMessage) => {
-        if (message?.type === 'ready') options.log(`worker ${worker.process.pid} ready`);
+        if (message?.type !== 'ready') return;
+        served = true;
+        configRetryMs = 0;
+        options.log(`worker ${worker.process.pid} ready`);
       });
       return worker;
+    };
+
+    const forkLater = (ms: number): void => {
+      setTimeout(() => {
+        if (!stopping) fork();
+      }, ms);
     };
 
     const workers = (): Worker[] => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
@@ -56,8 +67,16 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
         return;
       }
       if (code === EXIT_CONFIG) {
-        options.log(`worker ${worker.process.pid} could not load the configuration: stopping`);
-        stopAll(1);
+        if (!served) {
+          options.log(`worker ${worker.process.pid} could not load the configuration: stopping`);
+          stopAll(1);
+          return;
+        }
+        // The configuration on disk broke after start: the running workers go on serving with the
+        // one they loaded; the replacement is tried again, less and less often, until it loads.
+        configRetryMs = Math.min(60_000, configRetryMs === 0 ? 2000 : configRetryMs * 2);
+        options.log(`worker ${worker.process.pid} could not load the configuration: ${workers().length} worker(s) go on; trying again in ${configRetryMs / 1000} s`);
+        forkLater(configRetryMs);
         return;
       }
       options.log(`worker ${worker.process.pid} died (${signal ?? `exit ${code}`}): starting a new one`);
@@ -65,10 +84,7 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
       recentDeaths.push(now);
       while (recentDeaths.length > 0 && recentDeaths[0]! < now - 10_000) recentDeaths.shift();
       // A worker dying over and over (a plugin crashing at start) is restarted at most once a second.
-      const wait = recentDeaths.length > options.workers * 3 ? 1000 : 0;
-      setTimeout(() => {
-        if (!stopping) fork();
-      }, wait);
+      forkLater(recentDeaths.length > options.workers * 3 ? 1000 : 0);
     });
 
     const onTerm = (): void => stopAll(0);

@@ -85,3 +85,28 @@ test('--workers 2: two workers serve, a killed one is replaced, SIGTERM stops al
   await waitFor(() => !alive(survivor) && !alive(replacement), 'the workers to exit');
   assert.equal((await SmtpClient.connect(port).then((c) => (c.destroy(), 'connected')).catch((e: NodeJS.ErrnoException) => e.code)), 'ECONNREFUSED');
 });
+
+test('--workers 2: a worker dying while the config on disk is broken leaves the other one serving; the replacement comes once it is fixed', async () => {
+  const root = makeRoot({
+    config: { plugins: ['probe', 'accept_all'] },
+    plugins: { 'probe.js': PROBE_JS, 'accept_all.js': ACCEPT_ALL_JS },
+  });
+  const daemon = await startDaemon(root, ['--workers', '2'], { listeners: 2 });
+  const workers = listeningPids(daemon);
+  const [victim, survivor] = workers as [number, number];
+  const plugins = join(root, 'config', 'plugins');
+  const { writeFileSync } = await import('node:fs');
+  writeFileSync(plugins, 'probe\naccept_all\nno_such_plugin\n');
+  const logFrom = daemon.stderr.length;
+  process.kill(victim, 'SIGKILL');
+  await daemon.waitForLog(/could not load the configuration: 1 worker\(s\) go on; trying again in 2 s/, logFrom);
+  assert.ok(alive(daemon.pid), 'the primary stays');
+  const client = await SmtpClient.open(daemon.port);
+  assert.equal((await client.command('NOOP')).code, 250, 'the survivor serves');
+  await client.quit();
+  writeFileSync(plugins, 'probe\naccept_all\n');
+  const replacement = await daemon.until(() => listeningPids(daemon).find((p) => !workers.includes(p)), 'a replacement after the fix', 10_000);
+  assert.deepEqual(childPids(daemon.pid), [survivor, replacement].sort((a, b) => a - b));
+  daemon.signal('SIGTERM');
+  assert.equal((await daemon.waitExit()).code, 0);
+});
