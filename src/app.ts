@@ -61,7 +61,10 @@ interface Snapshot {
 interface Running {
   readonly session: Session;
   readonly conn: Conn & { destroy?: () => void };
+  readonly snapshot: Snapshot;
 }
+
+const SHUTDOWN_TIMEOUT_MS = 5000;
 
 export class App {
   private snapshot: Snapshot;
@@ -70,6 +73,8 @@ export class App {
   private connectionCount = 0;
   private spoolCount = 0;
   private stopping = false;
+  /** Snapshots replaced by a reload whose sessions have not all ended yet. */
+  private readonly retiring = new Set<Snapshot>();
 
   private constructor(
     private readonly options: AppOptions,
@@ -99,8 +104,11 @@ export class App {
   /** Reload config and plugins for new sessions. Returns the problems; on any, nothing changes. */
   async reload(): Promise<readonly LoadProblem[]> {
     try {
+      const old = this.snapshot;
       this.snapshot = await buildSnapshot(this.options);
       this.log(LOGINFO, 'configuration and plugins reloaded');
+      this.retiring.add(old);
+      await this.retireIdle();
       return [];
     } catch (err) {
       const problems = err instanceof LoadFailure ? err.problems : [{ file: this.options.configDir, line: 0, message: String(err) }];
@@ -127,7 +135,7 @@ export class App {
       spoolName: () => `${Date.now()}:${pid}:${++this.spoolCount}`,
       connectionsFromIp: fromIp,
     });
-    const entry: Running = { session, conn };
+    const entry: Running = { session, conn, snapshot: snap };
     this.running.add(entry);
     if (this.stopping) session.stop();
     try {
@@ -137,7 +145,24 @@ export class App {
       const left = (this.perIp.get(ip) ?? 1) - 1;
       if (left <= 0) this.perIp.delete(ip);
       else this.perIp.set(ip, left);
+      if (this.retiring.has(snap)) await this.retireIdle();
     }
+  }
+
+  /** Shut down the plugins of replaced snapshots that no session uses any more. */
+  private async retireIdle(): Promise<void> {
+    for (const snap of this.retiring) {
+      if ([...this.running].some((r) => r.snapshot === snap)) continue;
+      this.retiring.delete(snap);
+      await shutdownPlugins(snap, (level, message) => this.log(level, message));
+    }
+  }
+
+  /** Stop (see `stop`), then let every plugin release what it holds (`shutdown()`). */
+  async close(graceMs: number): Promise<void> {
+    await this.stop(graceMs);
+    await this.retireIdle();
+    await shutdownPlugins(this.snapshot, (level, message) => this.log(level, message));
   }
 
   /**
@@ -157,6 +182,31 @@ export class App {
     const sink = this.snapshot.logSink;
     if (!sink.enabled(level)) return;
     sink.write({ level, hook: '', plugin: '', message: formatLogParts(parts) }, undefined);
+  }
+}
+
+/** Call each plugin's `shutdown()` once, last loaded first, each within a time limit. */
+function shutdownPlugins(snap: Snapshot, log: (level: LogLevel, message: string) => void): Promise<void> {
+  return shutdownRecords(snap.registry.plugins, log);
+}
+
+async function shutdownRecords(records: readonly PluginRecord[], log: (level: LogLevel, message: string) => void): Promise<void> {
+  for (const record of [...records].reverse()) {
+    const plugin = record.instance as { shutdown?: () => unknown };
+    if (typeof plugin.shutdown !== 'function') continue;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        Promise.resolve(plugin.shutdown()),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`did not finish within ${SHUTDOWN_TIMEOUT_MS / 1000} s`)), SHUTDOWN_TIMEOUT_MS);
+        }),
+      ]);
+    } catch (err) {
+      log(LOGERROR, `plugin ${record.name}: shutdown() failed: ${err instanceof Error ? err.message : String(err)}`);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }
 
@@ -207,7 +257,11 @@ async function buildSnapshot(options: AppOptions): Promise<Snapshot> {
     registerTimeoutMs: REGISTER_TIMEOUT_MS,
   });
   const allProblems = [...lineProblems, ...loaded.problems];
-  if (allProblems.length > 0) throw new LoadFailure(allProblems);
+  if (allProblems.length > 0) {
+    // The plugins that did load are let go properly: they may have opened files or connections.
+    await shutdownRecords(loaded.records, (level, message) => bootLog(level, '', '', [message]));
+    throw new LoadFailure(allProblems);
+  }
 
   const registry = new HookRegistry(loaded.records, loaded.entries);
   const runner = new HookRunner(registry);

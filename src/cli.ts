@@ -142,6 +142,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (options.command === 'check') {
     process.stdout.write(`config ${app.configDir.dir}: OK\n`);
     for (const { hook, plugins } of app.registry.describe()) process.stdout.write(`${hook}: ${plugins.join(', ')}\n`);
+    await app.close(0);
     return 0;
   }
 
@@ -157,6 +158,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
     await app.handle(stdioConn(process.env, process.stdin, process.stdout));
+    await app.close(0);
     return 0;
   }
   return serve(app, options);
@@ -183,7 +185,7 @@ async function serve(app: App, options: Options): Promise<number> {
       // ended: the sessions must be told to finish now, not after they have ended by themselves.
       const closed = listeners.close();
       void app
-        .stop(options.graceMs)
+        .close(options.graceMs)
         .then(() => closed)
         .then(() => {
           if (isWorker()) leavePrimary();

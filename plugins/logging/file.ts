@@ -103,8 +103,11 @@ export default class FileLogging extends Plugin {
     const options = parseArguments(args);
     this.logger = new FileLogger(this.name, options, dirname(qp.configDir));
     this.logThreshold = options.level;
-    // After a reload the old instance becomes garbage once its sessions are over: close its outputs.
-    closeWhenCollected.register(this, this.logger);
+  }
+
+  /** Retired (stop, or replaced by a reload once its sessions are over): write out and close. */
+  shutdown(): void {
+    this.logger.close();
   }
 
   hook_logging(tx: Transaction, level: LogLevel, hook: string, plugin: string, ...message: string[]) {
@@ -119,11 +122,6 @@ export default class FileLogging extends Plugin {
     const connection = connectionOf(this);
     if (connection) this.logger.endConnection(connection);
     return DECLINED;
-  }
-
-  /** Write out and close every output now (tests, embedding; the daemon relies on 'exit'). */
-  close(): void {
-    this.logger.close();
   }
 }
 
@@ -347,8 +345,6 @@ function flushAll(): void {
   flushScheduled = false;
   for (const output of [...dirty]) output.flush();
 }
-
-const closeWhenCollected = new FinalizationRegistry<FileLogger>((logger) => logger.close());
 
 abstract class Output {
   protected pending: string[] = [];

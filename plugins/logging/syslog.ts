@@ -104,7 +104,11 @@ export default class SyslogLogging extends Plugin {
         ? new UdpTransport(this.options, this.name)
         : new LoggerTransport(this.options, this.name);
     this.logThreshold = this.options.level;
-    closeWhenCollected.register(this, this.transport);
+  }
+
+  /** Retired (stop, or replaced by a reload once its sessions are over): end the logger process or socket. */
+  shutdown(): Promise<void> {
+    return this.transport.close();
   }
 
   hook_logging(tx: Transaction, level: LogLevel, hook: string, plugin: string, ...message: string[]) {
@@ -125,18 +129,11 @@ export default class SyslogLogging extends Plugin {
     return DECLINED;
   }
 
-  /** Stop sending: end the logger process (waiting for it) or close the socket. For tests and embedding. */
-  close(): Promise<void> {
-    return this.transport.close();
-  }
-
   /** The pid of the running logger process, if any (for tests). */
   get loggerPid(): number | undefined {
     return this.transport instanceof LoggerTransport ? this.transport.pid : undefined;
   }
 }
-
-const closeWhenCollected = new FinalizationRegistry<Transport>((transport) => void transport.close());
 
 function inSession(plugin: Plugin): boolean {
   try {

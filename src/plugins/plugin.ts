@@ -61,6 +61,11 @@ export interface Plugin extends HookMethods {
   /** Called once after loading, with the plugin's arguments from config/plugins. */
   register?(qp: PluginHost, ...args: string[]): void | Promise<void>;
   /**
+   * Called once when this instance is retired: the daemon stops, or a reload replaced it and the
+   * last session using it ended. Close files, sockets and timers here.
+   */
+  shutdown?(): void | Promise<void>;
+  /**
    * For logging plugins: the highest level they write (-1: none). Lines above the threshold of
    * every logging plugin are not even formatted. Unset means "everything".
    */

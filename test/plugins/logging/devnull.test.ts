@@ -46,7 +46,7 @@ test('next to logging/file it declines: the file gets its lines, and only its le
     const app = await testApp({ config: { plugins: ['chatty'], logging: ['logging/devnull', 'logging/file log/q.log'] }, plugins: CHATTY_PLUGINS });
     try {
       await runSession(app);
-      pluginInstance<FileLogging>(app, 'logging/file').close();
+      pluginInstance<FileLogging>(app, 'logging/file').shutdown();
       const lines = readFileSync(join(app.root, 'log/q.log'), 'utf8').trim().split('\n');
       assert.equal(lines.length, formatted === undefined ? 3 : 4);
       assert.equal(probe.chattyFormatted, formatted);

@@ -19,7 +19,7 @@ async function withApp(logging: readonly string[], body: (app: TestApp) => Promi
   try {
     await body(app);
   } finally {
-    for (const record of app.app.registry.plugins) if (record.instance instanceof FileLogging) record.instance.close();
+    for (const record of app.app.registry.plugins) if (record.instance instanceof FileLogging) record.instance.shutdown();
     app.cleanup();
   }
 }

@@ -23,7 +23,7 @@ async function withSyslog(line: string, body: (app: TestApp, plugin: SyslogLoggi
   try {
     await body(app, plugin);
   } finally {
-    await plugin.close();
+    await plugin.shutdown();
     app.cleanup();
   }
 }
@@ -153,7 +153,7 @@ test('unix socket: one long-lived logger process feeds the socket, each line wit
         { pri: 22, text: `[${pid}.1.2] (quit) chatty: quit info` },
       ]);
       assert.equal(got[7]!.text, `[${pid}.2.1] (connect) chatty: connect info`);
-      await plugin.close();
+      await plugin.shutdown();
       assert.equal(plugin.loggerPid, undefined);
       assert.throws(() => process.kill(first, 0), /ESRCH/, 'logger has exited');
     });

@@ -73,7 +73,7 @@ test('warn answers DECLINED: a logging plugin after it still gets every line', a
     stderr.restore();
   }
   try {
-    pluginInstance<FileLogging>(app, 'logging/file').close();
+    pluginInstance<FileLogging>(app, 'logging/file').shutdown();
     const file = readFileSync(join(app.root, 'log/after.log'), 'utf8').trim().split('\n');
     assert.equal(file.length, 3);
     assert.equal(stderr.lines().length, 3);
