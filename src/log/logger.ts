@@ -4,7 +4,7 @@
  * it is even formatted, so debug logging costs nothing when it is off.
  */
 import { inspect } from 'node:util';
-import { levelName, type LogLevel } from './levels.ts';
+import type { LogLevel } from './levels.ts';
 
 export interface LogContext {
   readonly connectionId?: string;
@@ -42,8 +42,4 @@ export function formatStderrLine(pid: number, record: LogRecord): string {
   const hook = record.hook ? ` (${record.hook})` : '';
   const plugin = record.plugin ? ` ${record.plugin}:` : '';
   return `${pid}${where}${hook}${plugin} ${record.message}`;
-}
-
-export function describeLevel(level: LogLevel): string {
-  return levelName(level);
 }

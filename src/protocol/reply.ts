@@ -81,8 +81,3 @@ export function formatReply(reply: Reply): string {
   }
   return out;
 }
-
-/** Reply class by first digit: positive completion (2), intermediate (3), transient (4), permanent (5). */
-export function replyClass(code: number): 2 | 3 | 4 | 5 {
-  return Math.floor(code / 100) as 2 | 3 | 4 | 5;
-}

@@ -53,11 +53,6 @@ export class Input implements InputSink {
     return this.head < this.chunks.length;
   }
 
-  /** True once the client closed its side and everything it sent was read. */
-  get atEnd(): boolean {
-    return this.ended && !this.hasPending;
-  }
-
   /**
    * The next chunk; null at end of input; TIMED_OUT after `timeoutMs` of silence; STOPPING when
    * `interrupt()` was called while waiting (graceful shutdown).
@@ -92,10 +87,6 @@ export class Input implements InputSink {
   interrupt(): void {
     this.stopRequested = true;
     if (this.waiter && this.interruptible) this.wake(STOPPING);
-  }
-
-  get stopping(): boolean {
-    return this.stopRequested;
   }
 
   /** Drop everything buffered (after STARTTLS). */

@@ -4,7 +4,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { formatReply, makeReply, replyClass, splitLines, type Reply } from '../../src/protocol/reply.ts';
+import { formatReply, makeReply, splitLines, type Reply } from '../../src/protocol/reply.ts';
 
 const wire = (code: number, enhanced: string | null, message: string | readonly string[]): string =>
   formatReply(makeReply(code, enhanced, message));
@@ -127,15 +127,6 @@ describe('makeReply: enhanced status codes', () => {
     const r = makeReply(354, null, '2.0.0 go ahead');
     assert.equal(r.enhanced, null);
     assert.deepEqual(r.lines, ['2.0.0 go ahead']);
-  });
-});
-
-describe('replyClass', () => {
-  test('the first digit', () => {
-    assert.equal(replyClass(250), 2);
-    assert.equal(replyClass(354), 3);
-    assert.equal(replyClass(421), 4);
-    assert.equal(replyClass(599), 5);
   });
 });
 
