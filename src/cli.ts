@@ -161,10 +161,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     await app.close(0);
     return 0;
   }
-  return serve(app, options);
+  return serve(app, options, version);
 }
 
-async function serve(app: App, options: Options): Promise<number> {
+async function serve(app: App, options: Options, version: string): Promise<number> {
   let listeners: TcpListeners;
   try {
     listeners = await TcpListeners.open(app, options.listen);
@@ -173,7 +173,7 @@ async function serve(app: App, options: Options): Promise<number> {
     return isWorker() ? EXIT_CONFIG : 1;
   }
   const bound = listeners.bound().map((a) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`));
-  app.log(LOGNOTICE, `qpsmtpd ${process.pid} listening on ${bound.join(', ')}`);
+  app.log(LOGNOTICE, `qpsmtpd ${version} listening on ${bound.join(', ')}`);
 
   return new Promise<number>((resolve) => {
     let stopping = false;

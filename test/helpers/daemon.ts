@@ -77,7 +77,7 @@ export interface Listening {
   readonly port: number;
 }
 
-const LISTENING = /qpsmtpd (\d+) listening on (.+)$/gm;
+const LISTENING = /^(\d+) qpsmtpd \S+ listening on (.+)$/gm;
 
 export interface SpawnDaemonOptions {
   readonly env?: Readonly<Record<string, string | undefined>>;
