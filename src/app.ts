@@ -20,6 +20,8 @@ import type { PluginHost } from './plugins/plugin.ts';
 import { formatProblem, parsePluginLines, type LoadProblem } from './plugins/plugins-file.ts';
 import type { Conn } from './session/conn.ts';
 import { Session, type LogSink } from './session/session.ts';
+import { CORE } from './session/responders.ts';
+import { formatReply } from './protocol/reply.ts';
 import { Transaction } from './session/transaction.ts';
 
 export interface AppOptions {
@@ -65,6 +67,8 @@ interface Running {
 }
 
 const SHUTDOWN_TIMEOUT_MS = 5000;
+const DEFAULT_MAX_CONNECTIONS = 1000;
+const DEFAULT_MAX_PER_IP = 50;
 
 export class App {
   private snapshot: Snapshot;
@@ -122,6 +126,17 @@ export class App {
     const snap = this.snapshot;
     const ip = conn.endpoints.remoteIp;
     const fromIp = (this.perIp.get(ip) ?? 0) + 1;
+    // Limits of this process (each worker has its own with --workers): refused before any hook.
+    const limit = (name: string, fallback: number): number => {
+      const n = Number(snap.config.value(name));
+      return Number.isFinite(n) && n > 0 ? n : fallback;
+    };
+    if (this.running.size >= limit('max_connections', DEFAULT_MAX_CONNECTIONS) || fromIp > limit('max_connections_per_ip', DEFAULT_MAX_PER_IP)) {
+      this.log(LOGINFO, `refused ${ip}: ${this.running.size} connections, ${fromIp - 1} from this address`);
+      conn.write(formatReply(CORE.tooManyConnections()));
+      await conn.close().catch(() => undefined);
+      return;
+    }
     this.perIp.set(ip, fromIp);
     const pid = process.pid;
     const session = new Session({

@@ -13,14 +13,17 @@ import { stdioConn } from './transport/stdio.ts';
 import { TcpListeners, parseListenAddress, type ListenAddress } from './transport/tcp.ts';
 
 const HELP = `Usage:
-  qpsmtpd [--config DIR] [--listen HOST:PORT ...] [--workers N] [--grace SECONDS]
+  qpsmtpd [--config DIR] [--listen HOST:PORT ...] [--listen-tls HOST:PORT ...] [--workers N] [--grace SECONDS]
   qpsmtpd [--config DIR] --stdio
   qpsmtpd check [--config DIR]
   qpsmtpd --help | --version
 
   --config DIR       the config directory (default: $QPSMTPD_CONFIG, else ./config)
   --listen HOST:PORT listen there; may be repeated; [::1]:25 for IPv6, :25 for every address
-                     (default 127.0.0.1:2525)
+                     (default 127.0.0.1:2525); port 465 is implicit TLS
+  --listen-tls HOST:PORT
+                     a listener where TLS starts with the first byte (SMTPS, RFC 8314); needs the
+                     tls plugin; may be repeated
   --workers N        N worker processes share the listening sockets (prefork); a worker that
                      dies is replaced
   --stdio            one SMTP session on stdin/stdout (inetd, tcpserver, systemd Accept=yes);
@@ -52,6 +55,7 @@ function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): Options 
       options: {
         config: { type: 'string', short: 'c' },
         listen: { type: 'string', short: 'l', multiple: true },
+        'listen-tls': { type: 'string', multiple: true },
         workers: { type: 'string', short: 'w' },
         stdio: { type: 'boolean' },
         grace: { type: 'string' },
@@ -72,7 +76,8 @@ function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): Options 
   if (!(grace >= 0)) throw new UsageError('--grace must be a number of seconds');
   let listen: ListenAddress[];
   try {
-    listen = (values.listen ?? ['127.0.0.1:2525']).map(parseListenAddress);
+    const plain = values.listen ?? (values['listen-tls'] === undefined ? ['127.0.0.1:2525'] : []);
+    listen = [...plain.map((spec) => parseListenAddress(spec)), ...(values['listen-tls'] ?? []).map((spec) => parseListenAddress(spec, true))];
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
@@ -172,7 +177,9 @@ async function serve(app: App, options: Options, version: string): Promise<numbe
     process.stderr.write(`qpsmtpd: ${(err as Error).message}\n`);
     return isWorker() ? EXIT_CONFIG : 1;
   }
-  const bound = listeners.bound().map((a) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`));
+  const bound = listeners
+    .bound()
+    .map((a) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`) + (a.implicitTls ? ' (implicit TLS)' : ''));
   app.log(LOGNOTICE, `qpsmtpd ${version} listening on ${bound.join(', ')}`);
 
   return new Promise<number>((resolve) => {

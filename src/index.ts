@@ -75,3 +75,7 @@ export {
   IpList,
 } from './net/ip.ts';
 export type { IpFamily, IpAddress, Cidr, IpListMatch } from './net/ip.ts';
+
+// Shared plugin policy (reject, reject_type, immunity)
+export { getReject, rejectCode, isImmune } from './plugins/policy.ts';
+export type { RejectArgs } from './plugins/policy.ts';

@@ -13,24 +13,33 @@ import type { BodyStore } from './body-store.ts';
 const LF = 0x0a;
 const CR = 0x0d;
 const COLON = 0x3a;
-/** A header block larger than this is cut at its last complete line; the rest is body. */
-const MAX_HEADER_BYTES = 1024 * 1024;
 const EMPTY = Buffer.alloc(0);
+
+export interface AssemblerLimits {
+  /** Largest message in bytes; 0 means no limit. */
+  readonly maxBytes: number;
+  /** Largest header block in bytes. */
+  readonly maxHeaderBytes: number;
+  /** Most header fields. */
+  readonly maxHeaderFields: number;
+}
 
 export class MessageAssembler {
   /** Bytes of message data received (after un-stuffing), stored or not. */
   dataSize = 0;
   /** True once more than `maxBytes` arrived: the rest is read but not kept. */
   tooBig = false;
+  /** True when the header block passed its limits: the rest is read but not kept. */
+  headerTooBig = false;
   private headerBytes: Buffer = EMPTY;
   private scanPos = 0;
+  private fields = 0;
   private header: Header | undefined;
   private bodyParts: Buffer[] = [];
 
   constructor(
     private readonly body: BodyStore,
-    /** Largest message in bytes; 0 means no limit. */
-    private readonly maxBytes: number,
+    private readonly limits: AssemblerLimits,
   ) {}
 
   /** The header block, once it is complete. */
@@ -41,8 +50,8 @@ export class MessageAssembler {
   /** Take un-stuffed bytes (synchronously; call `flush` after each input chunk). */
   write(part: Buffer): void {
     this.dataSize += part.length;
-    if (this.tooBig) return;
-    if (this.maxBytes > 0 && this.dataSize > this.maxBytes) {
+    if (this.tooBig || this.headerTooBig) return;
+    if (this.limits.maxBytes > 0 && this.dataSize > this.limits.maxBytes) {
       this.tooBig = true;
       this.bodyParts = [];
       return;
@@ -57,7 +66,7 @@ export class MessageAssembler {
 
   /** Store what arrived since the last flush. */
   flush(): Promise<void> | void {
-    if (this.bodyParts.length === 0 || this.tooBig) return;
+    if (this.bodyParts.length === 0 || this.tooBig || this.headerTooBig) return;
     const parts = this.bodyParts;
     this.bodyParts = [];
     return this.body.append(parts);
@@ -65,7 +74,7 @@ export class MessageAssembler {
 
   /** The message is complete: close the header block if it never ended, store the rest. */
   finish(): Promise<void> | void {
-    if (this.header === undefined) this.endHeader(this.headerBytes.length, this.headerBytes.length);
+    if (this.header === undefined && !this.headerTooBig) this.endHeader(this.headerBytes.length, this.headerBytes.length);
     return this.flush();
   }
 
@@ -86,9 +95,19 @@ export class MessageAssembler {
         this.endHeader(this.scanPos, this.scanPos);
         return;
       }
+      if (!continuation) this.fields++;
       this.scanPos = lf + 1;
+      if (this.overLimits(this.scanPos)) return;
     }
-    if (buf.length > MAX_HEADER_BYTES) this.endHeader(this.scanPos, this.scanPos);
+    this.overLimits(buf.length);
+  }
+
+  /** Past its limits the header block is not kept: the message will be refused whole. */
+  private overLimits(bytes: number): boolean {
+    if (bytes <= this.limits.maxHeaderBytes && this.fields <= this.limits.maxHeaderFields) return false;
+    this.headerTooBig = true;
+    this.headerBytes = EMPTY;
+    return true;
   }
 
   private endHeader(blockEnd: number, bodyStart: number): void {

@@ -2,7 +2,13 @@
  * What a transport gives a session: bytes in, bytes out, the addresses, and a way to close.
  * TCP sockets, stdin/stdout and test doubles implement it; the session knows nothing else of them.
  */
-import type { Endpoints } from './connection.ts';
+import type { Endpoints, TlsInfo } from './connection.ts';
+
+/**
+ * Server-side TLS options, handed through to node:tls (`secureContext`, `SNICallback`,
+ * `requestCert` ...). Opaque here: the session never touches TLS itself.
+ */
+export type TlsServerOptions = object;
 
 export interface InputSink {
   data(chunk: Buffer): void;
@@ -24,4 +30,8 @@ export interface Conn {
   drained(): Promise<void>;
   /** Send what is queued, then close; resolves once closed. */
   close(): Promise<void>;
+  /** True when `startTls` can work (a TCP socket; not a pair of pipes, not TLS already). */
+  readonly canStartTls?: boolean;
+  /** Turn the connection into TLS; rejects when the handshake fails (the connection is then gone). */
+  startTls?(options: TlsServerOptions): Promise<TlsInfo>;
 }

@@ -9,11 +9,17 @@ export interface Endpoints {
   readonly remoteHost?: string;
   /** tcpserver's TCPREMOTEINFO (ident), when known. */
   readonly remoteInfo?: string;
+  /** The listener speaks TLS from the first byte (port 465, `--listen-tls`). */
+  readonly implicitTls?: boolean;
 }
 
 export interface TlsInfo {
+  /** `TLSv1.3` ... */
   readonly protocol: string;
+  /** The cipher suite's standard name. */
   readonly cipher: string;
+  /** The host name the client asked for (SNI), if any. */
+  readonly servername?: string;
 }
 
 export class Connection {
@@ -23,6 +29,8 @@ export class Connection {
   readonly remotePort: number;
   readonly localIp: string;
   readonly localPort: number;
+  /** The connection came in on an implicit-TLS listener: TLS must start before the greeting. */
+  readonly implicitTls: boolean;
   /** The client's name: its reverse DNS name when a plugin or the transport found one, else `[ip]`. */
   remoteHost: string;
   /** `ident@host` when known, else the host (used in the greeting reply and Received header). */
@@ -50,6 +58,7 @@ export class Connection {
     this.remotePort = endpoints.remotePort;
     this.localIp = endpoints.localIp;
     this.localPort = endpoints.localPort;
+    this.implicitTls = endpoints.implicitTls === true;
     this.remoteHost = endpoints.remoteHost ?? `[${endpoints.remoteIp}]`;
     this.remoteInfo = endpoints.remoteInfo ? `${endpoints.remoteInfo}@${this.remoteHost}` : this.remoteHost;
   }

@@ -30,6 +30,16 @@ export interface SessionApi {
    * The bytes are not consumed (the early-talker check).
    */
   waitForInput(ms: number): Promise<boolean>;
+  /** True when this connection can be turned into TLS now (TCP, not yet TLS). */
+  readonly canStartTls: boolean;
+  /**
+   * Turn the connection into TLS (what the `tls` plugin does for STARTTLS and implicit TLS).
+   * `reply` (e.g. `220 Ready to start TLS`) is sent first; then everything the client sent before
+   * the handshake is thrown away, and after it the session starts over: the client must greet
+   * again (RFC 3207 §4.2). Resolves false when the handshake failed (the connection is then closed).
+   * `options` go to node:tls as the server's (secureContext, SNICallback ...).
+   */
+  startTls(options: object, reply?: { code: number; message: Message }): Promise<boolean>;
 }
 
 /** How plugin-tagged log lines reach a session or the daemon. */

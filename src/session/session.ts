@@ -49,8 +49,10 @@ export interface SessionDeps {
   readonly connectionsFromIp: number;
 }
 
-/** Longest command line accepted (RFC 5321 §4.5.3.1.4 says 512; AUTH and SMTPUTF8 need more). */
-const DEFAULT_MAX_LINE = 4096;
+/** Longest command line accepted (RFC 5321 §4.5.3.1.4 says 512; extensions and SMTPUTF8 need more). */
+const DEFAULT_MAX_LINE = 2048;
+/** Longest AUTH line, initial response or SASL answer included (RFC 4954 §4: at least 12288). */
+const MAX_AUTH_LINE = 12288;
 const DEFAULT_SIZE_THRESHOLD = 256 * 1024;
 
 const SYNC_HOOKS: ReadonlySet<HookName> = new Set<HookName>(['config', 'user_config', 'logging']);
@@ -87,13 +89,17 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
   private readonly views: (object | undefined)[] = [];
   private readonly syncViews: (object | undefined)[] = [];
   private readonly idleTimeoutMs: number;
+  private readonly maxLine: number;
 
   constructor(private readonly deps: SessionDeps) {
     this.connection = new Connection(deps.id, deps.conn.endpoints);
     this.version = deps.version;
     this.input = new Input(deps.conn);
     this.tx = this.newTransaction();
-    this.lines = new LineReader(this.numberSetting('max_line_length', DEFAULT_MAX_LINE));
+    this.maxLine = this.numberSetting('max_line_length', DEFAULT_MAX_LINE);
+    // The reader takes the longest line any command may have; commands other than AUTH are held
+    // to max_line_length when they are dispatched.
+    this.lines = new LineReader(Math.max(this.maxLine, MAX_AUTH_LINE));
     const seconds = this.numberSetting('timeoutsmtpd', 0) || this.numberSetting('timeout', 1200);
     this.idleTimeoutMs = Math.max(1, seconds) * 1000;
   }
@@ -155,6 +161,34 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
   waitForInput(ms: number): Promise<boolean> {
     if (this.lines.bufferedBytes > 0) return Promise.resolve(true);
     return this.input.waitForInput(ms);
+  }
+
+  get canStartTls(): boolean {
+    return this.connection.tls === undefined && this.deps.conn.canStartTls === true && this.deps.conn.startTls !== undefined;
+  }
+
+  async startTls(options: object, reply?: { code: number; message: Message }): Promise<boolean> {
+    const conn = this.deps.conn;
+    if (!this.canStartTls || conn.startTls === undefined) return false;
+    if (reply) this.respond(reply.code, reply.message);
+    this.flush();
+    // Nothing sent before the handshake may be executed after it (CVE-2011-0411): pipelined
+    // plaintext behind STARTTLS is dropped here, in the same turn as the reply went out.
+    this.lines.discard();
+    this.input.discard();
+    try {
+      this.connection.tls = await conn.startTls(options);
+    } catch (err) {
+      this.log(LOGINFO, `TLS handshake failed: ${err instanceof Error ? err.message : String(err)}`);
+      this.closing = true;
+      return false;
+    }
+    // RFC 3207 §4.2: forget what the client told us before; it must say EHLO again.
+    this.connection.hello = undefined;
+    this.connection.helloHost = undefined;
+    await this.resetTransaction();
+    this.log(LOGINFO, `TLS started: ${this.connection.tls.protocol} ${this.connection.tls.cipher}`);
+    return true;
   }
 
   // ---- HookCallContext (what the hook runner needs) ----------------------------------------
@@ -278,12 +312,14 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
    * client went away, or it was idle too long (421), or the daemon is stopping and this read may
    * be interrupted (421).
    */
-  async readChunk(interruptible: boolean): Promise<Buffer | null> {
+  async readChunk(interruptible: boolean, deadline?: number): Promise<Buffer | null> {
     this.flush();
     if (this.deps.conn.needsDrain) await this.deps.conn.drained();
-    const result = await this.input.read(this.idleTimeoutMs, interruptible);
+    const left = deadline === undefined ? this.idleTimeoutMs : Math.min(this.idleTimeoutMs, deadline - Date.now());
+    const result = left <= 0 ? TIMED_OUT : await this.input.read(left, interruptible);
     if (result === TIMED_OUT) {
-      this.log(LOGINFO, `client idle for ${this.idleTimeoutMs / 1000} s: closing`);
+      const why = deadline !== undefined && Date.now() >= deadline ? 'the DATA deadline (data_timeout) passed' : `client idle for ${this.idleTimeoutMs / 1000} s`;
+      this.log(LOGINFO, `${why}: closing`);
       this.send(CORE.timeout());
       this.closing = true;
       return null;
@@ -345,6 +381,13 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
     ]);
     if ((await this.answer('pre-connection', pre)).close) return false;
     const outcome = await this.hook('connect', []);
+    // On an implicit-TLS listener the `tls` plugin starts TLS in its connect hook; without it
+    // we must not answer in plaintext on a port that clients expect to be encrypted.
+    if (c.implicitTls && c.tls === undefined && !this.closing) {
+      this.log(LOGCRIT, 'implicit-TLS listener, but no plugin started TLS: load the tls plugin (first in config/plugins)');
+      this.closing = true;
+      return false;
+    }
     const decision = await this.answer('connect', outcome, { greeting: this.greeting() });
     return decision.accept && !this.closing;
   }
@@ -361,6 +404,10 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
       return;
     }
     const command = splitCommand(line.text);
+    if (command?.verb !== 'AUTH' && line.text.length > this.maxLine / 4 && Buffer.byteLength(line.text) > this.maxLine) {
+      this.send(CORE.lineTooLong());
+      return;
+    }
     if (command === null) {
       const verb = line.text.trim().split(/\s+/)[0] ?? '';
       await unrecognizedCommand(this, verb.toLowerCase(), line.text.trim().slice(verb.length).trim());

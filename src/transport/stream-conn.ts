@@ -1,33 +1,94 @@
 /**
  * A Conn over Node streams: a TCP socket (one Duplex) or stdin and stdout (inetd, tcpserver).
- * The only adapter between sessions and real I/O.
+ * The only adapter between sessions and real I/O, and the only place a connection turns into TLS.
  */
+import { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
-import type { Endpoints } from '../session/connection.ts';
-import type { Conn, InputSink } from '../session/conn.ts';
+import { TLSSocket, type TLSSocketOptions } from 'node:tls';
+import type { Endpoints, TlsInfo } from '../session/connection.ts';
+import type { Conn, InputSink, TlsServerOptions } from '../session/conn.ts';
+
+/** How long a TLS handshake may take. */
+const HANDSHAKE_TIMEOUT_MS = 30_000;
 
 export class StreamConn implements Conn {
   private closed: Promise<void> | undefined;
   private ended = false;
+  private sink: InputSink | undefined;
+  private readonly onData = (chunk: Buffer): void => this.sink?.data(chunk);
+  private readonly onEnd = (): void => {
+    if (this.ended) return;
+    this.ended = true;
+    this.sink?.end();
+  };
 
   constructor(
     readonly endpoints: Endpoints,
-    private readonly input: Readable,
-    private readonly output: Writable,
+    private input: Readable,
+    private output: Writable,
   ) {}
 
   start(sink: InputSink): void {
-    const end = (): void => {
-      if (this.ended) return;
-      this.ended = true;
-      sink.end();
-    };
-    this.input.on('data', (chunk: Buffer) => sink.data(chunk));
-    this.input.on('end', end);
-    this.input.on('close', end);
+    this.sink = sink;
+    this.listen(this.input);
+    if (this.output !== (this.input as unknown)) this.output.on('error', this.onEnd);
+  }
+
+  private listen(input: Readable): void {
+    input.on('data', this.onData);
+    input.on('end', this.onEnd);
+    input.on('close', this.onEnd);
     // A reset connection is an end like any other; the session logs and cleans up.
-    this.input.on('error', end);
-    if (this.output !== (this.input as unknown)) this.output.on('error', end);
+    input.on('error', this.onEnd);
+  }
+
+  private unlisten(input: Readable): void {
+    input.off('data', this.onData);
+    input.off('end', this.onEnd);
+    input.off('close', this.onEnd);
+    input.off('error', this.onEnd);
+  }
+
+  /** TLS is possible on a socket that carries both directions (TCP), not on a pair of pipes. */
+  get canStartTls(): boolean {
+    return this.input instanceof Socket && this.output === (this.input as unknown) && !(this.input instanceof TLSSocket);
+  }
+
+  /**
+   * Turn the connection into TLS, as the server. From here on the raw socket belongs to the TLS
+   * layer: bytes it holds are handshake records, never commands.
+   */
+  startTls(options: TlsServerOptions): Promise<TlsInfo> {
+    if (!this.canStartTls) return Promise.reject(new Error('this connection cannot carry TLS'));
+    const raw = this.input as Socket;
+    this.unlisten(raw);
+    raw.pause();
+    const secure = new TLSSocket(raw, { ...(options as TLSSocketOptions), isServer: true });
+    return new Promise<TlsInfo>((resolve, reject) => {
+      const fail = (err: Error): void => {
+        clearTimeout(timer);
+        secure.destroy();
+        raw.destroy();
+        reject(err);
+      };
+      const timer = setTimeout(() => fail(new Error('TLS handshake timed out')), HANDSHAKE_TIMEOUT_MS);
+      secure.once('error', fail);
+      secure.once('secure', () => {
+        clearTimeout(timer);
+        secure.off('error', fail);
+        this.input = secure;
+        this.output = secure;
+        this.listen(secure);
+        const cipher = secure.getCipher();
+        // `servername` is set by the SNI extension; @types/node does not declare it.
+        const servername = (secure as TLSSocket & { servername?: unknown }).servername;
+        resolve({
+          protocol: secure.getProtocol() ?? 'TLS',
+          cipher: cipher.standardName ?? cipher.name,
+          ...(typeof servername === 'string' ? { servername } : {}),
+        });
+      });
+    });
   }
 
   pause(): void {

@@ -7,20 +7,22 @@ import { StreamConn } from './stream-conn.ts';
 export interface ListenAddress {
   readonly host: string;
   readonly port: number;
+  /** Clients speak TLS from the first byte (SMTPS, RFC 8314): `--listen-tls`, or port 465. */
+  readonly implicitTls?: boolean;
 }
 
 /**
  * `HOST:PORT`, `[IPv6]:PORT`, `:PORT` or `PORT` (all addresses). Throws with a readable message
  * on anything else.
  */
-export function parseListenAddress(spec: string): ListenAddress {
+export function parseListenAddress(spec: string, implicitTls?: boolean): ListenAddress {
   const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(spec) ?? /^()()(\d{1,5})$/.exec(spec);
   const port = m ? Number(m[3]) : NaN;
   if (!m || !(port >= 0 && port <= 65535)) {
     throw new Error(`invalid listen address "${spec}": use HOST:PORT, [IPv6]:PORT or :PORT`);
   }
   const host = m[1] ?? (m[2] === '' || m[2] === undefined ? '::' : m[2]);
-  return { host, port };
+  return { host, port, implicitTls: implicitTls ?? port === 465 };
 }
 
 /** An IPv4 client on a dual-stack socket shows as ::ffff:a.b.c.d; plugins want a.b.c.d. */
@@ -29,17 +31,25 @@ export function plainIp(address: string | undefined): string {
   return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }
 
-export function socketEndpoints(socket: Socket): Endpoints {
+export function socketEndpoints(socket: Socket, implicitTls = false): Endpoints {
   return {
     remoteIp: plainIp(socket.remoteAddress),
     remotePort: socket.remotePort ?? 0,
     localIp: plainIp(socket.localAddress),
     localPort: socket.localPort ?? 0,
+    implicitTls,
   };
 }
 
 export class TcpListeners {
-  private constructor(private readonly servers: Server[]) {}
+  private readonly implicit = new Map<Server, boolean>();
+
+  private constructor(
+    private readonly servers: Server[],
+    implicit: readonly boolean[],
+  ) {
+    servers.forEach((s, i) => this.implicit.set(s, implicit[i] === true));
+  }
 
   /** Listen on every address; rejects (closing what was opened) if one cannot be bound. */
   static async open(app: App, addresses: readonly ListenAddress[]): Promise<TcpListeners> {
@@ -50,14 +60,18 @@ export class TcpListeners {
       await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
       throw err;
     }
-    return new TcpListeners(servers);
+    return new TcpListeners(
+      servers,
+      addresses.map((a) => a.implicitTls === true),
+    );
   }
 
   /** The addresses actually bound (a port 0 becomes the port the system chose). */
   bound(): ListenAddress[] {
     return this.servers.map((s) => {
       const a = s.address();
-      return typeof a === 'object' && a !== null ? { host: a.address, port: a.port } : { host: String(a), port: 0 };
+      const implicitTls = this.implicit.get(s) === true;
+      return typeof a === 'object' && a !== null ? { host: a.address, port: a.port, implicitTls } : { host: String(a), port: 0, implicitTls };
     });
   }
 
@@ -73,7 +87,7 @@ function listenOne(app: App, address: ListenAddress): Promise<Server> {
     // (QUIT, then FIN) still gets the replies to them; the session closes the socket when it ends.
     const server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
       socket.on('error', () => undefined);
-      void app.handle(new StreamConn(socketEndpoints(socket), socket, socket));
+      void app.handle(new StreamConn(socketEndpoints(socket, address.implicitTls === true), socket, socket));
     });
     const fail = (err: Error): void => reject(new Error(`cannot listen on ${address.host}:${address.port}: ${err.message}`));
     server.once('error', fail);

@@ -75,6 +75,8 @@ export interface Listening {
   readonly pid: number;
   readonly host: string;
   readonly port: number;
+  /** An implicit-TLS listener (`--listen-tls`, port 465). */
+  readonly implicitTls: boolean;
 }
 
 const LISTENING = /^(\d+) qpsmtpd \S+ listening on (.+)$/gm;
@@ -140,8 +142,8 @@ export class Daemon {
     const out: Listening[] = [];
     for (const m of this.stderr.matchAll(LISTENING)) {
       for (const spec of m[2]!.split(', ')) {
-        const a = /^\[?(.*?)\]?:(\d+)$/.exec(spec.trim());
-        if (a) out.push({ pid: Number(m[1]), host: a[1]!, port: Number(a[2]) });
+        const a = /^\[?(.*?)\]?:(\d+)( \(implicit TLS\))?$/.exec(spec.trim());
+        if (a) out.push({ pid: Number(m[1]), host: a[1]!, port: Number(a[2]), implicitTls: a[3] !== undefined });
       }
     }
     return out;

@@ -11,9 +11,14 @@ after(() => rmSync(spool, { recursive: true, force: true }));
 let n = 0;
 const store = (threshold = 1 << 20): BodyStore => new BodyStore({ threshold, spoolDir: spool, spoolName: () => `t${++n}` });
 
-async function assemble(parts: string[], maxBytes = 0, threshold?: number): Promise<{ a: MessageAssembler; body: string; store: BodyStore }> {
+async function assemble(
+  parts: string[],
+  maxBytes = 0,
+  threshold?: number,
+  header: { maxHeaderBytes?: number; maxHeaderFields?: number } = {},
+): Promise<{ a: MessageAssembler; body: string; store: BodyStore }> {
   const s = store(threshold);
-  const a = new MessageAssembler(s, maxBytes);
+  const a = new MessageAssembler(s, { maxBytes, maxHeaderBytes: header.maxHeaderBytes ?? 1 << 20, maxHeaderFields: header.maxHeaderFields ?? 1000 });
   for (const p of parts) {
     a.write(Buffer.from(p, 'latin1'));
     await a.flush();
@@ -61,4 +66,17 @@ test('past the threshold the body moves to a spool file, which discard removes',
   assert.equal(Buffer.concat(streamed).toString(), body);
   await s.discard();
   assert.equal(readdirSync(spool).length, 0);
+});
+
+test('a header block over its size or field limit is not kept, and says so', async () => {
+  const many = Array.from({ length: 50 }, (_, i) => `X-F${i}: v\r\n`).join('');
+  const byFields = await assemble([many, '\r\nbody\r\n'], 0, undefined, { maxHeaderFields: 20 });
+  assert.equal(byFields.a.headerTooBig, true);
+  assert.equal(byFields.body, '');
+  const bySize = await assemble(['X-Big: ' + 'y'.repeat(5000) + '\r\n', '\r\nbody\r\n'], 0, undefined, { maxHeaderBytes: 1000 });
+  assert.equal(bySize.a.headerTooBig, true);
+  assert.equal(bySize.a.dataSize, 7 + 5000 + 2 + 8, 'everything is still counted');
+  const fine = await assemble([many, '\r\nbody\r\n'], 0, undefined, { maxHeaderFields: 50 });
+  assert.equal(fine.a.headerTooBig, false);
+  assert.equal(fine.a.parsedHeader?.count('X-F49'), 1);
 });

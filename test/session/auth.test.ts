@@ -24,7 +24,7 @@ const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
 
 let t: TestApp;
 before(async () => {
-  t = await testApp({ plugins: { 'auth_test.ts': AUTH_PLUGIN }, config: { plugins: ['auth_test'], tls_before_auth: '0' } });
+  t = await testApp({ plugins: { 'auth_test.ts': AUTH_PLUGIN }, config: { plugins: ['auth_test'], tls_before_auth: '0', auth_failure_delay: '0' } });
 });
 after(async () => {
   await t.cleanup();
@@ -157,8 +157,26 @@ describe('rules', () => {
     await client.waitClosed();
   });
 
+  test('each failure slows the next answer down (auth_failure_delay)', async () => {
+    const slow = await testApp({ plugins: { 'auth_test.ts': AUTH_PLUGIN }, config: { plugins: ['auth_test'], tls_before_auth: '0', auth_failure_delay: '0.2' } });
+    try {
+      const client = await ehlo(slow);
+      let started = Date.now();
+      assert.equal((await client.command(`AUTH PLAIN ${b64('\0alice\0x')}`)).code, 535);
+      const first = Date.now() - started;
+      started = Date.now();
+      assert.equal((await client.command(`AUTH PLAIN ${b64('\0alice\0y')}`)).code, 535);
+      const second = Date.now() - started;
+      assert.ok(first >= 180, `first failure answered after ${first} ms`);
+      assert.ok(second >= 380, `second failure answered after ${second} ms`);
+      assert.equal((await client.command(`AUTH PLAIN ${b64('\0alice\0secret')}`)).code, 235);
+    } finally {
+      await slow.cleanup();
+    }
+  });
+
   test('the password never reaches the log, even at LOGDEBUG', async () => {
-    const verbose = await testApp({ plugins: { 'auth_test.ts': AUTH_PLUGIN }, config: { plugins: ['auth_test'], tls_before_auth: '0', loglevel: '7' } });
+    const verbose = await testApp({ plugins: { 'auth_test.ts': AUTH_PLUGIN }, config: { plugins: ['auth_test'], tls_before_auth: '0', loglevel: '7', auth_failure_delay: '0' } });
     try {
       const client = await ehlo(verbose);
       await client.command(`AUTH PLAIN ${b64('\0alice\0topsecret')}`);

@@ -2,7 +2,8 @@
  * AUTH (RFC 4954): the core runs the SASL exchange (PLAIN RFC 4616, LOGIN, CRAM-MD5 RFC 2195) and
  * hands the credentials to the `auth-<mechanism>` hook, then to `auth`; plugins only decide.
  * Mechanisms are offered when a plugin serves them; with `tls_before_auth` (the default) only on
- * an encrypted link. Repeated failures end the session (`auth_max_failures`, default 3).
+ * an encrypted link. Each failure delays the answer (`auth_failure_delay` seconds times the
+ * failures so far, default 1), and repeated failures end the session (`auth_max_failures`, default 3).
  */
 import { randomBytes } from 'node:crypto';
 import { DECLINED, OK } from '../../hooks/codes.ts';
@@ -88,7 +89,11 @@ export async function auth(s: Session, rest: string): Promise<void> {
   if (s.authFailures >= s.numberSetting('auth_max_failures', 3)) {
     s.send(CORE.authTooManyFailures());
     s.disconnect();
+    return;
   }
+  // Each failure makes the next answer slower: guessing passwords gets expensive.
+  const delayMs = s.numberSetting('auth_failure_delay', 1) * 1000 * s.authFailures;
+  if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
 }
 
 async function exchange(s: Session, mechanism: Mechanism, initial: string | undefined): Promise<Exchange> {

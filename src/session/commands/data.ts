@@ -16,6 +16,11 @@ import type { Session } from '../session.ts';
 import { addTraceHeaders } from '../trace-headers.ts';
 import { FAULT } from '../../hooks/runner.ts';
 
+const DEFAULT_MAX_HEADER_SIZE = 256 * 1024;
+const DEFAULT_MAX_HEADER_FIELDS = 1000;
+/** Seconds the whole DATA phase may take (RFC 5321 §4.5.3.2.6 suggests 10 minutes per line wait). */
+const DEFAULT_DATA_TIMEOUT_S = 1800;
+
 export async function data(s: Session, _rest: string): Promise<void> {
   const outcome = await s.hook('data', []);
   const decision = await s.answer('data', outcome);
@@ -47,6 +52,7 @@ interface Received {
   readonly bareLineEnds: number;
   readonly policy: 'reject' | 'normalize';
   readonly tooBig: boolean;
+  readonly headerTooBig: boolean;
   /** A reply owed by `data_headers_end` (a plugin fault), sent after the final dot. */
   readonly headerFault: HookOutcome | undefined;
 }
@@ -55,7 +61,13 @@ interface Received {
 async function receiveMessage(s: Session): Promise<Received | 'lost'> {
   const tx = s.transaction;
   const policy = s.config('bare_newline') === 'normalize' ? 'normalize' : 'reject';
-  const assembler = new MessageAssembler(tx.body, s.numberSetting('databytes', 0));
+  const assembler = new MessageAssembler(tx.body, {
+    maxBytes: s.numberSetting('databytes', 0),
+    maxHeaderBytes: s.numberSetting('max_header_size', DEFAULT_MAX_HEADER_SIZE),
+    maxHeaderFields: s.numberSetting('max_header_fields', DEFAULT_MAX_HEADER_FIELDS),
+  });
+  // One deadline for the whole message, however slowly it trickles in (slowloris).
+  const deadline = Date.now() + s.numberSetting('data_timeout', DEFAULT_DATA_TIMEOUT_S) * 1000;
   const framerPolicy: BareLineEndPolicy = policy === 'normalize' ? 'normalize' : 'keep';
   const framer = new DataFramer((part) => assembler.write(part), framerPolicy);
   let headersEnded = false;
@@ -78,16 +90,16 @@ async function receiveMessage(s: Session): Promise<Received | 'lost'> {
     const rest = chunk.length > 0 ? framer.feed(chunk) : undefined;
     const stored = assembler.flush();
     if (stored) await stored;
-    if (!headersEnded && assembler.parsedHeader !== undefined && !assembler.tooBig) {
+    if (!headersEnded && assembler.parsedHeader !== undefined && !assembler.tooBig && !assembler.headerTooBig) {
       if (!(await headersEnd())) return 'lost';
     }
     if (rest !== undefined) {
       s.lines.push(rest);
       break;
     }
-    chunk = await s.readChunk(false);
+    chunk = await s.readChunk(false, deadline);
     if (chunk === null) {
-      s.log(LOGINFO, 'connection lost during DATA: nothing of the message is kept');
+      s.log(LOGINFO, 'DATA ended without its final dot (connection lost or timed out): nothing of the message is kept');
       await s.resetTransaction();
       return 'lost';
     }
@@ -96,11 +108,11 @@ async function receiveMessage(s: Session): Promise<Received | 'lost'> {
   const finished = assembler.finish();
   if (finished) await finished;
   tx.dataSize = assembler.dataSize;
-  if (!headersEnded) {
+  if (!headersEnded && !assembler.headerTooBig) {
     tx.header = assembler.parsedHeader!;
     if (!assembler.tooBig && !(await headersEnd())) return 'lost';
   }
-  return { bareLineEnds: framer.bareLineEnds, policy, tooBig: assembler.tooBig, headerFault };
+  return { bareLineEnds: framer.bareLineEnds, policy, tooBig: assembler.tooBig, headerTooBig: assembler.headerTooBig, headerFault };
 }
 
 /** The final dot was seen: reject, or run the content hooks and the queue. */
@@ -108,6 +120,12 @@ async function afterDot(s: Session, received: Received): Promise<void> {
   if (received.tooBig) {
     s.log(LOGINFO, `message of ${s.transaction.dataSize} bytes refused: over databytes`);
     s.send(CORE.messageTooBig());
+    await s.resetTransaction();
+    return;
+  }
+  if (received.headerTooBig) {
+    s.log(LOGINFO, 'message refused: its header block is over max_header_size or max_header_fields');
+    s.send(CORE.headerTooBig());
     await s.resetTransaction();
     return;
   }

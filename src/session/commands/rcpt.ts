@@ -6,6 +6,8 @@ import { CORE } from '../responders.ts';
 import type { Session } from '../session.ts';
 import { parseEnvelopeArgument } from './envelope.ts';
 
+const DEFAULT_MAX_RCPTS = 100;
+
 export async function rcpt(s: Session, rest: string): Promise<void> {
   const arg = await parseEnvelopeArgument(s, 'rcpt', rest);
   if (!arg.ok && arg.stage === 'syntax') {
@@ -22,6 +24,12 @@ export async function rcpt(s: Session, rest: string): Promise<void> {
     return;
   }
   const { address, params } = arg;
+  // RFC 5321 §4.5.3.1.8: a server may refuse recipients past its limit with 452; the client
+  // sends the rest in another transaction.
+  if (tx.recipients.length >= s.numberSetting('max_rcpts', DEFAULT_MAX_RCPTS)) {
+    s.send(CORE.tooManyRecipients());
+    return;
+  }
   if (address.isNull) {
     s.send(CORE.nullRecipient());
     return;
