@@ -216,6 +216,10 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
 
   recordResult(plugin: PluginRecord, hook: HookName, code: Code, message: readonly string[] | undefined): void {
     const notes = TRANSACTION_HOOKS.has(hook) ? this.tx.notes : this.connection.notes;
+    // A plugin may keep a plain value under its own name (earlytalker's verdict): leave it be,
+    // as qpsmtpd does, rather than fail on it.
+    const current = notes[plugin.name];
+    if (current !== undefined && (typeof current !== 'object' || current === null || Array.isArray(current))) return;
     const own = (notes[plugin.name] ??= {}) as Record<string, unknown>;
     own['hook_' + hook] = { return: code, message };
   }
