@@ -7,22 +7,30 @@
  *   1. The client is immune: a relay client (plugins/relay, successful AUTH), or a host or sender
  *      whitelisted by another plugin (connection note `whitelisthost`, transaction note
  *      `whitelistsender`), as qpsmtpd's is_immune: OK, any recipient.
- *   2. No domain: only `postmaster` and `abuse` (any case) are accepted, as local addresses;
+ *   2. A local part (after unquoting) that holds `%`, `!` or `@` is refused with
+ *      `5.7.1 Relaying denied`, even when the domain is ours: `u%other.example@example.test`
+ *      (the percent hack), `other.example!u@example.test` (a UUCP bang path) and
+ *      `"u@other.example"@example.test` are routing forms that qmail, sendmail and other MTAs
+ *      behind us would forward to the other host, so accepting them would make us an open relay
+ *      by proxy. Immune clients (rule 1) may still send them. (Source routes `<@a:u@b>` and a second
+ *      `@` outside quotes never get here: the core's address parser refuses them with 501.)
+ *      qpsmtpd does not do this.
+ *   3. No domain: only `postmaster` and `abuse` (any case) are accepted, as local addresses;
  *      any other bare local part is refused. (The core's parser only lets a bare `<postmaster>`
  *      through; a rcpt_parse plugin may let others in.)
- *   3. The domain, compared case-insensitively, is config/me, or is in config/rcpthosts, where a
+ *   4. The domain, compared case-insensitively, is config/me, or is in config/rcpthosts, where a
  *      line `example.com` accepts that domain and a line `.example.com` accepts every subdomain
  *      of example.com but not example.com itself (list both to have both): OK.
- *   4. The domain is a key of the morercpthosts map (morercpthosts.cdb when present, else the plain
+ *   5. The domain is a key of the morercpthosts map (morercpthosts.cdb when present, else the plain
  *      file morercpthosts): OK. As in qmail, its parents with a leading dot are looked up too
  *      (`.example.com` for `mx.example.com`); qpsmtpd looked up the exact domain only.
- *   5. An address literal (`user@[192.0.2.1]`, `user@[IPv6:2001:db8::1]`) naming the local IP of
+ *   6. An address literal (`user@[192.0.2.1]`, `user@[IPv6:2001:db8::1]`) naming the local IP of
  *      this connection (the address the client connected to) is accepted, as mail to this very
  *      host (RFC 5321 §4.1.3); qpsmtpd does not do this. `literals 0` turns it off. A literal
- *      written into rcpthosts (`[192.0.2.1]`) is accepted by rule 3 either way.
+ *      written into rcpthosts (`[192.0.2.1]`) is accepted by rule 4 either way.
  *   Otherwise: DENY with `5.7.1 Relaying denied` (550 5.7.1).
  *
- * Arguments: `literals 0|1` (rule 5; default 1).
+ * Arguments: `literals 0|1` (rule 6; default 1).
  * Config files: me, rcpthosts, morercpthosts(.cdb).
  * Hooks: rcpt.
  */
@@ -30,6 +38,8 @@ import { Plugin, DENY, OK, LOGERROR, LOGINFO, parseAddressLiteral, parseIp, unma
 import type { Address, HookResult, PluginHost, Transaction } from 'qpsmtpd';
 
 const LOCAL_WITHOUT_DOMAIN = new Set(['postmaster', 'abuse']);
+/** Characters in a local part that another MTA would read as a route to a further host. */
+const ROUTING_IN_LOCAL_PART = /[%!@]/;
 
 export default class RcptOk extends Plugin {
   private acceptLiterals = true;
@@ -43,6 +53,11 @@ export default class RcptOk extends Plugin {
 
   hook_rcpt(tx: Transaction, rcpt: Address): HookResult {
     if (this.isImmune(tx)) return OK;
+
+    if (ROUTING_IN_LOCAL_PART.test(rcpt.user)) {
+      this.log(LOGINFO, `fail: the local part of ${rcpt} is a routing form (%, ! or @)`);
+      return [DENY, '5.7.1 Relaying denied'];
+    }
 
     if (rcpt.host === '') {
       if (LOCAL_WITHOUT_DOMAIN.has(rcpt.user.toLowerCase())) {

@@ -43,14 +43,24 @@
  * Failure (a directory that cannot be created, a full disk, no permission, the plugin timeout):
  * the partial files are removed (and copies already linked into new/ for other recipients of the
  * same message), the cause is logged at LOGERROR, and the hook answers DENYSOFT
- * `4.3.0 Queue error, try again later` (452): the client keeps the message and retries.
+ * `4.3.0 Queue error, try again later` (452), or `4.3.1 Mail system full, try again later` (452)
+ * when the cause is ENOSPC or EDQUOT: the client keeps the message and retries.
+ *
+ * Testing seam (fault injection), read from the daemon's environment at every delivery:
+ *   QPSMTPD_FAULT_QUEUE_WRITE=CODE            every write into a tmp/ file fails with CODE
+ *   QPSMTPD_FAULT_QUEUE_WRITE=CODE:after=N    the first N bytes of each file are written, then
+ *                                             the write fails with CODE
+ * CODE is an errno name such as EIO or ENOSPC (the error looks like the one the file system would
+ * raise: `code`, `errno`, `syscall: 'write'`). It exists so tests can prove that a failing disk
+ * gives 4xx and leaves nothing in new/ or tmp/; never set it in production. A value that cannot be
+ * parsed is logged at LOGERROR and ignored.
  *
  * Config files: me (for recipients without a domain). Hooks: queue.
  * A PATH that is missing or a TEMPLATE without %l/%d/%u is an error at load time (`qpsmtpd check`
  * names the line).
  */
 import { chmod, link, mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
-import { hostname } from 'node:os';
+import { constants as osConstants, hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Plugin, DECLINED, DENYSOFT, OK, LOGERROR, LOGINFO, LOGWARN } from 'qpsmtpd';
 import type { Address, HookResult, PluginHost, Transaction } from 'qpsmtpd';
@@ -63,6 +73,16 @@ const CR_BYTE = Buffer.from([CR]);
 const EMPTY = Buffer.alloc(0);
 /** Gather small chunks into writes of about this size. */
 const WRITE_BATCH = 64 * 1024;
+
+/** The environment variable of the fault-injection seam (see the header). */
+const FAULT_VARIABLE = 'QPSMTPD_FAULT_QUEUE_WRITE';
+const FAULT_SPEC = /^(E[A-Z0-9]+)(?::after=(\d+))?$/;
+
+/** Writes fail with `code` once `after` bytes of a file are written (testing seam). */
+interface WriteFault {
+  readonly code: string;
+  readonly after: number;
+}
 
 /** Per process: with the pid it makes names unique even within one microsecond. */
 let deliveryCounter = 0;
@@ -140,6 +160,7 @@ export default class QueueMaildir extends Plugin {
       return DECLINED;
     }
     const deliveries = this.plan(tx);
+    const fault = this.writeFault();
     const files: InFlight[] = [];
     try {
       // 1. Write and fsync every copy under tmp/.
@@ -155,7 +176,7 @@ export default class QueueMaildir extends Plugin {
           inNew: false,
         };
         files.push(file);
-        await this.writeFile(file, tx, d.deliveredTo);
+        await this.writeFile(file, tx, d.deliveredTo, fault);
       }
       this.signal.throwIfAborted();
       // 2. Move them all into new/, then make the directory entries durable.
@@ -170,6 +191,8 @@ export default class QueueMaildir extends Plugin {
     } catch (err) {
       await cleanUp(files);
       this.log(LOGERROR, `delivery into ${this.base} failed, nothing delivered: ${describe(err)}`);
+      const code = (err as NodeJS.ErrnoException | undefined)?.code;
+      if (code === 'ENOSPC' || code === 'EDQUOT') return [DENYSOFT, '4.3.1 Mail system full, try again later'];
       return [DENYSOFT, '4.3.0 Queue error, try again later'];
     }
     for (const f of files) this.log(LOGINFO, `delivered to ${f.newPath}`);
@@ -195,14 +218,14 @@ export default class QueueMaildir extends Plugin {
   }
 
   /** tmp/NAME: the trace lines, the message with LF line ends, fsync. */
-  private async writeFile(file: InFlight, tx: Transaction, deliveredTo: readonly string[]): Promise<void> {
+  private async writeFile(file: InFlight, tx: Transaction, deliveredTo: readonly string[], fault: WriteFault | undefined): Promise<void> {
     const handle = await open(file.tmpPath, 'wx', this.fileMode);
     file.tmpExists = true;
     try {
       await handle.chmod(this.fileMode);
       let head = `Return-Path: ${tx.sender === undefined ? '<>' : String(tx.sender)}\n`;
       for (const rcpt of deliveredTo) head += `Delivered-To: ${rcpt}\n`;
-      const writer = new BatchWriter(handle);
+      const writer = new BatchWriter(handle, fault);
       await writer.write(Buffer.from(head, 'utf8'));
       const lf = new CrlfToLf();
       const signal = this.signal;
@@ -216,6 +239,19 @@ export default class QueueMaildir extends Plugin {
     } finally {
       await handle.close();
     }
+  }
+
+  /** The injected write fault of the testing seam, if the environment asks for one. */
+  private writeFault(): WriteFault | undefined {
+    const value = this.env[FAULT_VARIABLE];
+    if (value === undefined || value === '') return undefined;
+    const m = FAULT_SPEC.exec(value.trim());
+    if (!m) {
+      this.log(LOGERROR, `${FAULT_VARIABLE}="${value}" is not CODE or CODE:after=N (such as EIO or ENOSPC:after=100): ignored`);
+      return undefined;
+    }
+    this.log(LOGWARN, `${FAULT_VARIABLE} is set: file writes fail with ${m[1]} after ${m[2] ?? 0} bytes (testing seam)`);
+    return { code: m[1]!, after: m[2] === undefined ? 0 : Number(m[2]) };
   }
 
   private uniqueName(): string {
@@ -341,8 +377,13 @@ export class CrlfToLf {
 class BatchWriter {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
+  /** Bytes written into the file so far. */
+  private written = 0;
 
-  constructor(private readonly handle: FileHandle) {}
+  constructor(
+    private readonly handle: FileHandle,
+    private readonly fault?: WriteFault,
+  ) {}
 
   async write(data: Buffer): Promise<void> {
     if (data.length === 0) return;
@@ -358,9 +399,26 @@ class BatchWriter {
     this.pendingBytes = 0;
     // A write may be short (a file system near full): go on until all is written or it throws.
     for (let offset = 0; offset < data.length; ) {
-      const { bytesWritten } = await this.handle.write(data, offset, data.length - offset);
+      let length = data.length - offset;
+      if (this.fault !== undefined) {
+        const allowed = this.fault.after - this.written;
+        if (allowed <= 0) throw injectedFault(this.fault.code);
+        length = Math.min(length, allowed);
+      }
+      const { bytesWritten } = await this.handle.write(data, offset, length);
       if (bytesWritten <= 0) throw new Error('write made no progress');
       offset += bytesWritten;
+      this.written += bytesWritten;
     }
   }
+}
+
+/** An error shaped like the one a failing write(2) gives (testing seam). */
+function injectedFault(code: string): NodeJS.ErrnoException {
+  const errno = (osConstants.errno as Record<string, number | undefined>)[code];
+  const err: NodeJS.ErrnoException = new Error(`${code}: injected fault (${FAULT_VARIABLE}), write`);
+  err.code = code;
+  if (errno !== undefined) err.errno = -errno;
+  err.syscall = 'write';
+  return err;
 }

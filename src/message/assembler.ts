@@ -31,6 +31,8 @@ export class MessageAssembler {
   tooBig = false;
   /** True when the header block passed its limits: the rest is read but not kept. */
   headerTooBig = false;
+  /** Set when storing failed (a full spool disk): the rest is read but not kept. */
+  storeError: Error | undefined;
   private headerBytes: Buffer = EMPTY;
   private scanPos = 0;
   private fields = 0;
@@ -50,7 +52,7 @@ export class MessageAssembler {
   /** Take un-stuffed bytes (synchronously; call `flush` after each input chunk). */
   write(part: Buffer): void {
     this.dataSize += part.length;
-    if (this.tooBig || this.headerTooBig) return;
+    if (this.tooBig || this.headerTooBig || this.storeError) return;
     if (this.limits.maxBytes > 0 && this.dataSize > this.limits.maxBytes) {
       this.tooBig = true;
       this.bodyParts = [];
@@ -64,12 +66,22 @@ export class MessageAssembler {
     this.scanHeader();
   }
 
-  /** Store what arrived since the last flush. */
+  /** Store what arrived since the last flush. A failure is kept in `storeError`, never thrown. */
   flush(): Promise<void> | void {
-    if (this.bodyParts.length === 0 || this.tooBig || this.headerTooBig) return;
+    if (this.bodyParts.length === 0 || this.tooBig || this.headerTooBig || this.storeError) return;
     const parts = this.bodyParts;
     this.bodyParts = [];
-    return this.body.append(parts);
+    try {
+      const pending = this.body.append(parts);
+      if (pending) return pending.catch((err: unknown) => this.failed(err));
+    } catch (err) {
+      this.failed(err);
+    }
+  }
+
+  private failed(err: unknown): void {
+    this.storeError = err instanceof Error ? err : new Error(String(err));
+    this.bodyParts = [];
   }
 
   /** The message is complete: close the header block if it never ended, store the rest. */

@@ -95,6 +95,11 @@ export class RawSession {
     return this.replies[this.consumed++]!;
   }
 
+  /** Mark every reply received so far as read: the next `reply()` is a later one. */
+  consumeAll(): void {
+    this.consumed = this.replies.length;
+  }
+
   /** Send a command line and read its reply. */
   async command(line: string, timeoutMs?: number): Promise<RawReply> {
     await this.write(line + '\r\n');

@@ -2,7 +2,8 @@
  * The real daemon as a process: a throw-away qpsmtpd folder (config/ + plugins/ + var/), `./bin/qpsmtpd`
  * spawned on it, the `listening on` line parsed for the ports, a minimal SMTP client over node:net,
  * and clean-up that kills whatever is left. Only the tests in test/transport/ and test/cli/ use it:
- * they are the only ones allowed to open sockets and spawn the daemon. `bin/qpsmtpd` runs dist/:
+ * they are the only ones allowed to open sockets and spawn the daemon (and test/hardening/, which
+ * proves the security guarantees against the real daemon over loopback). `bin/qpsmtpd` runs dist/:
  * `npm run build` first.
  */
 import { spawn, type ChildProcess, type SpawnOptions, type StdioOptions } from 'node:child_process';

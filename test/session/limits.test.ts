@@ -110,3 +110,25 @@ test('an implicit-TLS listener without the tls plugin closes without a plaintext
     await t.cleanup();
   }
 });
+
+test('a spool that cannot be written: the message is read to its end, refused with 4xx, the session goes on', async () => {
+  const t = await app({ size_threshold: '100' });
+  try {
+    const { rmSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    rmSync(join(t.root, 'spool'), { recursive: true, force: true });
+    const { client } = await t.greeted();
+    await client.command('EHLO x');
+    await client.command('MAIL FROM:<a@example.org>');
+    await client.command('RCPT TO:<b@example.net>');
+    await client.command('DATA');
+    client.send('Subject: big\r\n\r\n' + 'x'.repeat(5000) + '\r\n.\r\n');
+    const reply = await client.reply();
+    assert.equal(reply.code, 451);
+    assert.match(reply.text, /^4\.3\.0 /);
+    assert.equal((await client.command('NOOP')).code, 250);
+    assert.ok(t.logs.some((l) => /cannot spool the message/.test(l)));
+  } finally {
+    await t.cleanup();
+  }
+});

@@ -9,7 +9,7 @@
  */
 import { DataFramer, type BareLineEndPolicy } from '../../protocol/data-framer.ts';
 import { MessageAssembler } from '../../message/assembler.ts';
-import { LOGINFO, LOGWARN } from '../../log/levels.ts';
+import { LOGERROR, LOGINFO, LOGWARN } from '../../log/levels.ts';
 import type { HookOutcome } from '../../hooks/runner.ts';
 import { CORE } from '../responders.ts';
 import type { Session } from '../session.ts';
@@ -53,6 +53,8 @@ interface Received {
   readonly policy: 'reject' | 'normalize';
   readonly tooBig: boolean;
   readonly headerTooBig: boolean;
+  /** Storing the message failed (spool disk full ...): it was read to its end and is refused. */
+  readonly storeError: Error | undefined;
   /** A reply owed by `data_headers_end` (a plugin fault), sent after the final dot. */
   readonly headerFault: HookOutcome | undefined;
 }
@@ -112,7 +114,14 @@ async function receiveMessage(s: Session): Promise<Received | 'lost'> {
     tx.header = assembler.parsedHeader!;
     if (!assembler.tooBig && !(await headersEnd())) return 'lost';
   }
-  return { bareLineEnds: framer.bareLineEnds, policy, tooBig: assembler.tooBig, headerTooBig: assembler.headerTooBig, headerFault };
+  return {
+    bareLineEnds: framer.bareLineEnds,
+    policy,
+    tooBig: assembler.tooBig,
+    headerTooBig: assembler.headerTooBig,
+    storeError: assembler.storeError,
+    headerFault,
+  };
 }
 
 /** The final dot was seen: reject, or run the content hooks and the queue. */
@@ -120,6 +129,13 @@ async function afterDot(s: Session, received: Received): Promise<void> {
   if (received.tooBig) {
     s.log(LOGINFO, `message of ${s.transaction.dataSize} bytes refused: over databytes`);
     s.send(CORE.messageTooBig());
+    await s.resetTransaction();
+    return;
+  }
+  if (received.storeError) {
+    const full = /ENOSPC|EDQUOT/.test((received.storeError as NodeJS.ErrnoException).code ?? '');
+    s.log(LOGERROR, `cannot spool the message: ${received.storeError.message}`);
+    s.send(full ? CORE.spoolFull() : CORE.spoolFailed());
     await s.resetTransaction();
     return;
   }
