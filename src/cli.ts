@@ -3,12 +3,14 @@
  * The only module that reads process.argv and process.env.
  */
 import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { App, LoadFailure } from './app.ts';
 import { LOGCRIT, LOGNOTICE } from './log/levels.ts';
 import { formatProblem } from './plugins/plugins-file.ts';
 import { EXIT_CONFIG, isWorker, leavePrimary, onPrimaryMessage, reportReady, runPrimary } from './transport/cluster.ts';
+import { DEFAULT_DAYS, ExistsError, KEY_DESCRIPTION, defaultHost, defaultPaths, generateSelfSigned, writePair } from './tls/self-signed.ts';
 import { stdioConn } from './transport/stdio.ts';
 import { TcpListeners, parseListenAddress, type ListenAddress } from './transport/tcp.ts';
 
@@ -16,6 +18,7 @@ const HELP = `Usage:
   qpsmtpd [--config DIR] [--listen HOST:PORT ...] [--listen-tls HOST:PORT ...] [--workers N] [--grace SECONDS]
   qpsmtpd [--config DIR] --stdio
   qpsmtpd check [--config DIR]
+  qpsmtpd tls-cert [--config DIR] [--host NAME] [--days N] [--force]
   qpsmtpd --help | --version
 
   --config DIR       the config directory (default: $QPSMTPD_CONFIG, else ./config)
@@ -31,17 +34,26 @@ const HELP = `Usage:
   --grace SECONDS    on SIGTERM/SIGINT, how long sessions in flight may take to finish (default 30)
   check              load the config and every plugin, print each hook with its plugins, exit 0;
                      on any error print it with its file and line and exit 1
+  tls-cert           write a self-signed certificate and key for the tls plugin into the config
+                     directory's ssl/qpsmtpd-server.crt and .key (key mode 0600)
+    --host NAME      the name it certifies (default: config/me, else the machine's name)
+    --days N         how long it is valid (default 730)
+    --force          replace an existing certificate and key
 
 Signals: SIGTERM/SIGINT stop accepting, let sessions finish, exit 0.
          SIGHUP reloads config and plugins for new sessions; sessions in flight keep theirs.`;
 
 interface Options {
-  readonly command: 'serve' | 'check' | 'help' | 'version';
+  readonly command: 'serve' | 'check' | 'tls-cert' | 'help' | 'version';
   readonly configDir: string;
   readonly listen: ListenAddress[];
   readonly workers: number;
   readonly stdio: boolean;
   readonly graceMs: number;
+  /** tls-cert: --host, --days, --force. */
+  readonly certHost: string | undefined;
+  readonly certDays: number;
+  readonly certForce: boolean;
 }
 
 class UsageError extends Error {}
@@ -61,15 +73,24 @@ function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): Options 
         grace: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
+        host: { type: 'string' },
+        days: { type: 'string' },
+        force: { type: 'boolean' },
       },
     });
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
   const { values, positionals } = parsed;
-  if (positionals.length > 1 || (positionals[0] !== undefined && positionals[0] !== 'check')) {
+  if (positionals.length > 1 || (positionals[0] !== undefined && positionals[0] !== 'check' && positionals[0] !== 'tls-cert')) {
     throw new UsageError(`unknown command "${positionals.join(' ')}"`);
   }
+  const tlsCert = positionals[0] === 'tls-cert';
+  if (!tlsCert && (values.host !== undefined || values.days !== undefined || values.force !== undefined)) {
+    throw new UsageError('--host, --days and --force belong to the tls-cert command');
+  }
+  const certDays = values.days === undefined ? DEFAULT_DAYS : Number(values.days);
+  if (!Number.isInteger(certDays) || certDays < 1 || certDays > 36500) throw new UsageError('--days must be a whole number of days from 1 to 36500');
   const workers = values.workers === undefined ? 0 : Number(values.workers);
   if (!Number.isInteger(workers) || workers < 0 || workers > 256) throw new UsageError(`--workers must be a whole number from 1 to 256`);
   const grace = values.grace === undefined ? 30 : Number(values.grace);
@@ -81,7 +102,7 @@ function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): Options 
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  const command = values.help ? 'help' : values.version ? 'version' : positionals[0] === 'check' ? 'check' : 'serve';
+  const command = values.help ? 'help' : values.version ? 'version' : positionals[0] === 'check' ? 'check' : tlsCert ? 'tls-cert' : 'serve';
   return {
     command,
     configDir: values.config ?? env['QPSMTPD_CONFIG'] ?? 'config',
@@ -89,6 +110,9 @@ function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): Options 
     workers,
     stdio: values.stdio === true,
     graceMs: grace * 1000,
+    certHost: values.host,
+    certDays,
+    certForce: values.force === true,
   };
 }
 
@@ -122,6 +146,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(`qpsmtpd ${version}\n`);
     return 0;
   }
+  if (options.command === 'tls-cert') return tlsCertCommand(options);
   if (options.workers > 0 && !options.stdio && options.command === 'serve' && !isWorker()) {
     return runPrimary({ workers: options.workers, log: (line) => process.stderr.write(`${process.pid} qpsmtpd: ${line}\n`) });
   }
@@ -219,6 +244,34 @@ async function serve(app: App, options: Options, version: string): Promise<numbe
 function guardProcess(app: App): void {
   process.on('uncaughtException', (err) => app.log(LOGCRIT, 'uncaught exception (a plugin callback outside its hook?); going on:', err));
   process.on('unhandledRejection', (reason) => app.log(LOGCRIT, 'unhandled promise rejection (a plugin promise nobody awaited?); going on:', reason));
+}
+
+/** `qpsmtpd tls-cert`: a self-signed pair where the tls plugin looks by default. */
+async function tlsCertCommand(options: Options): Promise<number> {
+  const configDir = resolve(options.configDir);
+  const host = options.certHost ?? defaultHost(configDir);
+  const paths = defaultPaths(configDir);
+  try {
+    const pair = await generateSelfSigned({ host, days: options.certDays });
+    writePair(pair, paths, options.certForce);
+    process.stdout.write(
+      [
+        `wrote a self-signed certificate for ${host} (${KEY_DESCRIPTION}):`,
+        `  certificate  ${paths.cert}`,
+        `  private key  ${paths.key} (mode 0600)`,
+        `  valid until  ${pair.validTo.toISOString()}`,
+        `  SHA-256      ${pair.fingerprint256}`,
+        `To enable STARTTLS, put "tls" as the first line of ${join(configDir, 'plugins')}, then`,
+        `check with "qpsmtpd check --config ${configDir}" and reload (SIGHUP) or restart qpsmtpd.`,
+        `For implicit TLS (SMTPS) also listen with --listen-tls HOST:465.`,
+        '',
+      ].join('\n'),
+    );
+    return 0;
+  } catch (err) {
+    process.stderr.write(`qpsmtpd tls-cert: ${(err as Error).message}\n`);
+    return err instanceof ExistsError ? 73 : 1;
+  }
 }
 
 function logStopping(app: App, why: string, graceMs: number): void {

@@ -15,6 +15,12 @@ export class StreamConn implements Conn {
   private closed: Promise<void> | undefined;
   private ended = false;
   private sink: InputSink | undefined;
+  /**
+   * Between STARTTLS and the end of the handshake. Nothing may be written then: the link is neither
+   * plaintext any more nor TLS yet. (A hook that outlives plugin_timeout while the handshake runs
+   * lets the session answer something; that reply is dropped, never sent in plaintext.)
+   */
+  private handshaking = false;
   private readonly onData = (chunk: Buffer): void => this.sink?.data(chunk);
   private readonly onEnd = (): void => {
     if (this.ended) return;
@@ -63,6 +69,7 @@ export class StreamConn implements Conn {
     const raw = this.input as Socket;
     this.unlisten(raw);
     raw.pause();
+    this.handshaking = true;
     const secure = new TLSSocket(raw, { ...(options as TLSSocketOptions), isServer: true });
     return new Promise<TlsInfo>((resolve, reject) => {
       const fail = (err: Error): void => {
@@ -70,12 +77,16 @@ export class StreamConn implements Conn {
         secure.destroy();
         raw.destroy();
         reject(err);
+        // The raw socket's events no longer reach the session: tell it the input is over, so a
+        // session that stopped waiting for the handshake does not sit until its idle timeout.
+        this.onEnd();
       };
       const timer = setTimeout(() => fail(new Error('TLS handshake timed out')), HANDSHAKE_TIMEOUT_MS);
       secure.once('error', fail);
       secure.once('secure', () => {
         clearTimeout(timer);
         secure.off('error', fail);
+        this.handshaking = false;
         this.input = secure;
         this.output = secure;
         this.listen(secure);
@@ -100,6 +111,7 @@ export class StreamConn implements Conn {
   }
 
   write(data: string): void {
+    if (this.handshaking) return;
     if (this.output.writable) this.output.write(data);
   }
 
