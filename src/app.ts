@@ -22,6 +22,7 @@ import type { Conn } from './session/conn.ts';
 import { Session, type LogSink } from './session/session.ts';
 import { CORE } from './session/responders.ts';
 import { formatReply } from './protocol/reply.ts';
+import { makeMemoryRelief } from './util/memory-relief.ts';
 import { Transaction } from './session/transaction.ts';
 
 export interface AppOptions {
@@ -77,6 +78,7 @@ export class App {
   private connectionCount = 0;
   private spoolCount = 0;
   private stopping = false;
+  private readonly relieveMemory = makeMemoryRelief();
   /** Snapshots replaced by a reload whose sessions have not all ended yet. */
   private readonly retiring = new Set<Snapshot>();
 
@@ -148,6 +150,7 @@ export class App {
       version: this.options.version,
       spoolDir: snap.spoolDir,
       spoolName: () => `${Date.now()}:${pid}:${++this.spoolCount}`,
+      relieveMemory: this.relieveMemory,
       connectionsFromIp: fromIp,
     });
     const entry: Running = { session, conn, snapshot: snap };

@@ -3,7 +3,6 @@
  * 50 MB message never sits in memory. The spool file is removed when the store is discarded.
  */
 import { open, rm, type FileHandle } from 'node:fs/promises';
-import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 
@@ -13,6 +12,34 @@ export interface BodyStoreOptions {
   readonly spoolDir: string;
   /** A file name unique in the spool directory. */
   readonly spoolName: () => string;
+  /** Called every few megabytes read back from the spool (see util/memory-relief.ts). */
+  readonly relieveMemory?: () => void;
+}
+
+const READ_CHUNK = 64 * 1024;
+const RELIEF_EVERY_BYTES = 2 * 1024 * 1024;
+
+/** The first `size` bytes of a spool file, in chunks, with a memory relief every few megabytes. */
+async function* readSpool(path: string, size: number, relieve: (() => void) | undefined): AsyncGenerator<Buffer> {
+  if (size === 0) return;
+  const file = await open(path, 'r');
+  try {
+    let sinceRelief = 0;
+    for (let position = 0; position < size; ) {
+      const buffer = Buffer.allocUnsafe(Math.min(READ_CHUNK, size - position));
+      const { bytesRead } = await file.read(buffer, 0, buffer.length, position);
+      if (bytesRead === 0) throw new Error(`spool file ${path} is shorter than its ${size} bytes`);
+      position += bytesRead;
+      yield bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead);
+      sinceRelief += bytesRead;
+      if (relieve && sinceRelief >= RELIEF_EVERY_BYTES) {
+        sinceRelief = 0;
+        relieve();
+      }
+    }
+  } finally {
+    await file.close();
+  }
 }
 
 export class BodyStore {
@@ -81,10 +108,7 @@ export class BodyStore {
 
   /** The body as a stream of Buffers; nothing is copied for an in-memory body. */
   stream(): Readable {
-    if (this.filePath !== undefined) {
-      const size = this.bytes;
-      return size === 0 ? Readable.from([]) : createReadStream(this.filePath, { start: 0, end: size - 1, highWaterMark: 256 * 1024 });
-    }
+    if (this.filePath !== undefined) return Readable.from(readSpool(this.filePath, this.bytes, this.options.relieveMemory), { objectMode: false });
     return Readable.from(this.chunks.slice(), { objectMode: false });
   }
 

@@ -47,6 +47,8 @@ export interface SessionDeps {
   readonly spoolName: () => string;
   /** Sessions from this client's IP in this process, this one included. */
   readonly connectionsFromIp: number;
+  /** Lets go of garbage buffers during a large DATA (see util/memory-relief.ts); optional. */
+  readonly relieveMemory?: () => void;
 }
 
 /** Longest command line accepted (RFC 5321 §4.5.3.1.4 says 512; extensions and SMTPUTF8 need more). */
@@ -337,6 +339,11 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
     return result;
   }
 
+  /** Called every few megabytes of a message: frees the socket buffers already used. */
+  relieveMemory(): void {
+    this.deps.relieveMemory?.();
+  }
+
   /** Write the queued replies now. */
   flush(): void {
     if (this.out === '') return;
@@ -449,6 +456,7 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
       threshold: this.numberSetting('size_threshold', DEFAULT_SIZE_THRESHOLD),
       spoolDir: this.deps.spoolDir,
       spoolName: this.deps.spoolName,
+      ...(this.deps.relieveMemory ? { relieveMemory: this.deps.relieveMemory } : {}),
     }));
   }
 }

@@ -16,6 +16,8 @@ import type { Session } from '../session.ts';
 import { addTraceHeaders } from '../trace-headers.ts';
 import { FAULT } from '../../hooks/runner.ts';
 
+/** How much message data may pass between two memory reliefs (see util/memory-relief.ts). */
+const RELIEF_EVERY_BYTES = 2 * 1024 * 1024;
 const DEFAULT_MAX_HEADER_SIZE = 256 * 1024;
 const DEFAULT_MAX_HEADER_FIELDS = 1000;
 /** Seconds the whole DATA phase may take (RFC 5321 §4.5.3.2.6 suggests 10 minutes per line wait). */
@@ -88,7 +90,13 @@ async function receiveMessage(s: Session): Promise<Received | 'lost'> {
   };
 
   let chunk: Buffer | null = s.lines.take();
+  let sinceRelief = 0;
   for (;;) {
+    sinceRelief += chunk.length;
+    if (sinceRelief >= RELIEF_EVERY_BYTES) {
+      sinceRelief = 0;
+      s.relieveMemory();
+    }
     const rest = chunk.length > 0 ? framer.feed(chunk) : undefined;
     const stored = assembler.flush();
     if (stored) await stored;
