@@ -25,10 +25,13 @@ export interface TlsInfo {
 export class Connection {
   /** Unique in this process; prefixes log lines and transaction ids. */
   readonly id: string;
-  readonly remoteIp: string;
-  readonly remotePort: number;
-  readonly localIp: string;
-  readonly localPort: number;
+  /** The client (the one a trusted proxy named, when the connection came through one). */
+  remoteIp: string;
+  remotePort: number;
+  localIp: string;
+  localPort: number;
+  /** The trusted proxy the connection came through (its PROXY header named the client). */
+  proxiedBy: string | undefined;
   /** The connection came in on an implicit-TLS listener: TLS must start before the greeting. */
   readonly implicitTls: boolean;
   /** The client's name: its reverse DNS name when a plugin or the transport found one, else `[ip]`. */
@@ -61,6 +64,20 @@ export class Connection {
     this.implicitTls = endpoints.implicitTls === true;
     this.remoteHost = endpoints.remoteHost ?? `[${endpoints.remoteIp}]`;
     this.remoteInfo = endpoints.remoteInfo ? `${endpoints.remoteInfo}@${this.remoteHost}` : this.remoteHost;
+  }
+
+  /**
+   * Take the addresses a trusted proxy's PROXY header names: from here on every plugin sees the
+   * real client, and `proxiedBy` says which proxy it came through.
+   */
+  adoptProxied(addresses: { remoteIp: string; remotePort: number; localIp: string; localPort: number }): void {
+    this.proxiedBy = this.remoteIp;
+    this.remoteIp = addresses.remoteIp;
+    this.remotePort = addresses.remotePort;
+    this.localIp = addresses.localIp;
+    this.localPort = addresses.localPort;
+    this.remoteHost = `[${addresses.remoteIp}]`;
+    this.remoteInfo = this.remoteHost;
   }
 
   /** `name [ip]`, or `[ip]` while the client's name is not known (RFC 5321 TCP-info). */

@@ -13,7 +13,9 @@ import { abortCall, beginCall, makeCallTarget } from '../hooks/call-target.ts';
 import type { HookArgs, HookName, Message, SyncHookName } from '../hooks/hook-map.ts';
 import type { PluginRecord } from '../hooks/registry.ts';
 import type { HookCallContext, HookOutcome, HookRunner } from '../hooks/runner.ts';
-import { LOGCRIT, LOGDEBUG, LOGINFO, type LogLevel } from '../log/levels.ts';
+import { LOGCRIT, LOGDEBUG, LOGINFO, LOGWARN, type LogLevel } from '../log/levels.ts';
+import { IpList } from '../net/ip.ts';
+import { parseProxyHeader } from '../protocol/proxy-header.ts';
 import { formatLogParts, type LogRecord } from '../log/logger.ts';
 import type { Address } from '../protocol/address.ts';
 import { LineReader, type CommandLine } from '../protocol/line-reader.ts';
@@ -56,6 +58,9 @@ const DEFAULT_MAX_LINE = 2048;
 /** Longest AUTH line, initial response or SASL answer included (RFC 4954 §4: at least 12288). */
 const MAX_AUTH_LINE = 12288;
 const DEFAULT_SIZE_THRESHOLD = 256 * 1024;
+
+/** How long a trusted proxy may take to send its PROXY header. */
+const PROXY_HEADER_TIMEOUT_MS = 10_000;
 
 const SYNC_HOOKS: ReadonlySet<HookName> = new Set<HookName>(['config', 'user_config', 'logging']);
 
@@ -381,6 +386,7 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
   /** pre-connection and connect; false when the client was turned away. */
   private async begin(): Promise<boolean> {
     const c = this.connection;
+    if (this.fromTrustedProxy() && !(await this.readProxyHeader())) return false;
     const pre = await this.hook('pre-connection', [
       {
         remoteIp: c.remoteIp,
@@ -401,6 +407,42 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
     }
     const decision = await this.answer('connect', outcome, { greeting: this.greeting() });
     return decision.accept && !this.closing;
+  }
+
+  /** The client is a load balancer listed in `proxy_trusted`: it names the real client first. */
+  private fromTrustedProxy(): boolean {
+    const trusted = this.configList('proxy_trusted');
+    return trusted.length > 0 && new IpList(trusted).match(this.connection.remoteIp) !== undefined;
+  }
+
+  /**
+   * Read the PROXY header (v1 or v2) that a trusted proxy sends before anything else, and take the
+   * client it names. Anything else, or nothing within the time limit, ends the connection silently.
+   */
+  private async readProxyHeader(): Promise<boolean> {
+    const deadline = Date.now() + PROXY_HEADER_TIMEOUT_MS;
+    let received: Buffer = Buffer.alloc(0);
+    for (;;) {
+      const parsed = parseProxyHeader(received);
+      if (parsed.kind === 'ok') {
+        if (parsed.addresses) this.connection.adoptProxied(parsed.addresses);
+        this.log(LOGINFO, `PROXY v${parsed.version} from ${this.connection.proxiedBy ?? this.connection.remoteIp}: client ${this.connection.remoteIp}:${this.connection.remotePort}`);
+        this.lines.push(received.subarray(parsed.length));
+        return true;
+      }
+      if (parsed.kind === 'invalid') {
+        this.log(LOGWARN, `connection from trusted proxy ${this.connection.remoteIp} without a valid PROXY header (${parsed.reason}): closing`);
+        this.closing = true;
+        return false;
+      }
+      const chunk = await this.input.read(Math.max(1, deadline - Date.now()), true);
+      if (!Buffer.isBuffer(chunk)) {
+        this.log(LOGWARN, `no PROXY header from trusted proxy ${this.connection.remoteIp}: closing`);
+        this.closing = true;
+        return false;
+      }
+      received = received.length === 0 ? chunk : Buffer.concat([received, chunk]);
+    }
   }
 
   private greeting(): string {
