@@ -263,6 +263,8 @@ function resolveText(text: Text, vars: ReplyVars): string | readonly string[] {
 /** The core's own replies: protocol errors and steps that no hook decides. */
 export const CORE = {
   rsetOk: () => makeReply(250, '2.0.0', 'OK'),
+  /** A plugin's parser failed: the same answer as any plugin fault (hooks.md). */
+  pluginFault: () => makeReply(451, '4.3.0', 'Temporary failure, please try again later'),
   startData: () => makeReply(354, null, 'go ahead'),
   contentBeforeGo: () => makeReply(554, '5.5.0', 'Message content sent before the 354 reply: refused (RFC 2920)'),
   syntaxError: () => makeReply(500, '5.5.2', 'Syntax error, command unrecognized'),
@@ -303,3 +305,94 @@ export const CORE = {
   authTooManyFailures: () => makeReply(421, '4.7.0', 'Too many authentication failures, closing connection'),
   authChallenge: (base64: string) => makeReply(334, null, base64),
 } as const;
+
+// ---- a readable form of the table, for docs/plugins.md and the plugin scaffold -----------------
+
+/** The results a plugin can give, as the table's columns name them, in the order docs list them. */
+const COLUMNS: readonly Column[] = ['OK', 'DENY', 'DENYSOFT', 'DENY_DISCONNECT', 'DENYSOFT_DISCONNECT', 'DONE', 'DECLINED', 'FAULT'];
+
+/** What one or more results of a hook make the daemon do, in words. */
+export interface ReplyRule {
+  /** The results covered: code names, and `FAULT` (the plugin threw or returned no code). */
+  readonly results: readonly string[];
+  /** The reply, `550 5.7.1 relaying denied`, with `<me>`, `<client>`, `<address>` ... for the variable parts; null: the core sends none. */
+  readonly reply: string | null;
+  /** A message the plugin gave replaces the reply's text. */
+  readonly pluginText: boolean;
+  /** The command goes ahead (the sender is set, the recipient added, the client greeted ...). */
+  readonly accept: boolean;
+  /** No reply yet: the command goes on (DATA checks the sequence, the message goes to the queue ...). */
+  readonly proceed: boolean;
+  readonly close: boolean;
+  /** The transaction is dropped. */
+  readonly reset: boolean;
+}
+
+const PLACEHOLDERS: ReplyVars = {
+  me: '<me>',
+  client: '<client>',
+  address: '<address>',
+  mechanism: '<mechanism>',
+  user: '<user>',
+  greeting: '<greeting>',
+  capabilities: ['<capabilities>'],
+};
+
+/** The hooks that answer the client themselves (their result picks a reply from the table). */
+export const REPLYING_HOOKS: readonly ReplyingHook[] = Object.keys(TABLE) as ReplyingHook[];
+
+/**
+ * The table's rows for a hook, in words: one rule per distinct outcome, results that do the same
+ * thing grouped. Undefined for a hook whose result makes no reply.
+ */
+export function describeReplies(hook: HookName): readonly ReplyRule[] | undefined {
+  if (!Object.hasOwn(TABLE, hook)) return undefined;
+  const rows: HookRows = TABLE[hook as ReplyingHook];
+  const rules: { key: string; results: string[]; rule: Omit<ReplyRule, 'results'> }[] = [];
+  for (const column of COLUMNS) {
+    const action = rows[column] ?? rows.else;
+    const described = ruleOf(action);
+    // A plugin that failed gave no message to use.
+    const rule = column === 'FAULT' ? { ...described, pluginText: false } : described;
+    const key = JSON.stringify(rule);
+    const same = rules.find((r) => r.key === key);
+    if (same) same.results.push(column);
+    else rules.push({ key, results: [column], rule });
+  }
+  return rules.map((r) => ({ results: r.results, ...r.rule }));
+}
+
+function ruleOf(action: Action): Omit<ReplyRule, 'results'> {
+  const base = { reply: null, pluginText: false, accept: false, proceed: false, close: false, reset: false };
+  if (action === SILENT) return base;
+  if (action === PROCEED) return { ...base, accept: true, proceed: true };
+  const text = resolveText(action.text, PLACEHOLDERS);
+  const lines = typeof text === 'string' ? [text] : [...text];
+  const reply = action.code === 0 ? null : [String(action.code), action.enhanced, lines.join(' / ')].filter((p) => p !== null && p !== '').join(' ');
+  return {
+    ...base,
+    reply,
+    pluginText: action.code !== 0 && action.fixedText !== true,
+    accept: action.accept === true,
+    close: action.close === true,
+    reset: action.reset === true,
+  };
+}
+
+/**
+ * Hooks whose `[OK, value]` hands the core a value instead of choosing a reply, and what the value
+ * is; any other result leaves the core's own behaviour. (The parse and `_pre` hooks, `config`,
+ * `user_config` and `received_line` are read by the session's command handlers.)
+ */
+export const VALUE_HOOKS = {
+  helo_parse: 'a parser for the HELO argument, used instead of the built-in one',
+  ehlo_parse: 'a parser for the EHLO argument, used instead of the built-in one',
+  auth_parse: 'a parser for the AUTH argument, used instead of the built-in one',
+  mail_parse: 'a parser for `FROM:<...>`, used instead of the built-in one (a parse error is 501)',
+  rcpt_parse: 'a parser for `TO:<...>`, used instead of the built-in one (a parse error is 501)',
+  mail_pre: 'the address string to parse instead (e.g. with the missing `<>` added)',
+  rcpt_pre: 'the address string to parse instead (e.g. with the missing `<>` added)',
+  config: 'the values of the setting, instead of the config file',
+  user_config: 'the values of the setting for this address',
+  received_line: "the Received header's body, instead of the default",
+} as const satisfies Partial<Record<HookName, string>>;

@@ -179,3 +179,24 @@ test('a plugin over its time limit gives DENYSOFT "plugin timeout" and is told t
     t.cleanup();
   }
 });
+
+test('a parser from a *_parse hook that throws or returns nonsense gives 451 for that command; the session goes on', async () => {
+  const parsers = `import { Plugin, OK } from 'qpsmtpd';
+export default class BadParsers extends Plugin {
+  hook_mail_parse() { return [OK, () => { throw new Error('parser boom'); }]; }
+  hook_rcpt_parse() { return [OK, () => 42]; }
+  hook_helo_parse() { return [OK, () => { throw new Error('helo parser boom'); }]; }
+}
+`;
+  const t = await testApp({ plugins: { ...TEST_PLUGINS, 'bad_parsers.ts': parsers }, config: { plugins: ['bad_parsers', 'accept_all'] } });
+  try {
+    const { client } = await t.greeted();
+    assert.equal((await client.command('HELO x')).code, 451);
+    assert.equal((await client.command('EHLO x')).code, 250);
+    assert.equal((await client.command('MAIL FROM:<a@example.org>')).code, 451);
+    assert.equal((await client.command('NOOP')).code, 250);
+    assert.ok(t.logs.some((l) => /parser from the mail_parse hook failed/.test(l)));
+  } finally {
+    await t.cleanup();
+  }
+});

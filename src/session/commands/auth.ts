@@ -12,6 +12,7 @@ import { LOGINFO } from '../../log/levels.ts';
 import { parseAuthArgument } from '../../protocol/command.ts';
 import { CORE } from '../responders.ts';
 import type { Session } from '../session.ts';
+import { callParser, isParserFault } from './plugin-parser.ts';
 import { unrecognizedCommand } from './simple.ts';
 
 const MECHANISM_HOOKS = {
@@ -55,7 +56,8 @@ export async function auth(s: Session, rest: string): Promise<void> {
 
   const parse = await s.hook('auth_parse', [rest]);
   const parser = parse.code === OK && typeof parse.payload === 'function' ? (parse.payload as AuthParser) : parseAuthArgument;
-  const parsed = parser(rest);
+  const parsed = callParser(s, 'auth_parse', parser, rest);
+  if (isParserFault(parsed)) return s.send(CORE.pluginFault());
   if ('error' in parsed) return s.send(CORE.paramSyntax(parsed.error));
   const mechanism = parsed.mechanism.toUpperCase() as Mechanism;
   if (!served.includes(mechanism)) return s.send(CORE.authUnknownMechanism(parsed.mechanism));

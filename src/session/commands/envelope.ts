@@ -7,15 +7,17 @@ import type { PathParser } from '../../hooks/hook-map.ts';
 import { Address } from '../../protocol/address.ts';
 import { parsePathArgument, type EsmtpParams } from '../../protocol/command.ts';
 import type { Session } from '../session.ts';
+import { callParser, isParserFault } from './plugin-parser.ts';
 
 export type EnvelopeArgument =
   | { readonly ok: true; readonly address: Address; readonly params: EsmtpParams }
-  | { readonly ok: false; readonly stage: 'syntax' | 'address'; readonly reason: string };
+  | { readonly ok: false; readonly stage: 'syntax' | 'address' | 'fault'; readonly reason: string };
 
 export async function parseEnvelopeArgument(s: Session, kind: 'mail' | 'rcpt', rest: string): Promise<EnvelopeArgument> {
   const parse = await s.hook(kind === 'mail' ? 'mail_parse' : 'rcpt_parse', [rest]);
   const parser = parse.code === OK && typeof parse.payload === 'function' ? (parse.payload as PathParser) : defaultParser(kind);
-  const parsed = parser(rest);
+  const parsed = callParser(s, kind === 'mail' ? 'mail_parse' : 'rcpt_parse', parser, rest);
+  if (isParserFault(parsed)) return { ok: false, stage: 'fault', reason: 'parser failed' };
   if ('error' in parsed) return { ok: false, stage: 'syntax', reason: parsed.error };
 
   let path = parsed.path;

@@ -5,6 +5,7 @@ import { parseHelloArgument } from '../../protocol/command.ts';
 import { CORE } from '../responders.ts';
 import type { Session } from '../session.ts';
 import { authMechanisms } from './auth.ts';
+import { callParser, isParserFault } from './plugin-parser.ts';
 
 export async function helo(s: Session, rest: string): Promise<void> {
   await greet(s, 'helo', rest);
@@ -17,7 +18,11 @@ export async function ehlo(s: Session, rest: string): Promise<void> {
 async function greet(s: Session, kind: 'helo' | 'ehlo', rest: string): Promise<void> {
   const parse = await s.hook(kind === 'helo' ? 'helo_parse' : 'ehlo_parse', []);
   const parser = parse.code === OK && typeof parse.payload === 'function' ? (parse.payload as HelloParser) : parseHelloArgument;
-  const parsed = parser(rest);
+  const parsed = callParser(s, kind === 'helo' ? 'helo_parse' : 'ehlo_parse', parser, rest);
+  if (isParserFault(parsed)) {
+    s.send(CORE.pluginFault());
+    return;
+  }
   if ('error' in parsed) {
     s.send(CORE.helloSyntax(kind.toUpperCase(), parsed.error));
     return;

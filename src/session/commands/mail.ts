@@ -14,7 +14,7 @@ export async function mail(s: Session, rest: string): Promise<void> {
   await s.resetTransaction();
   const arg = await parseEnvelopeArgument(s, 'mail', rest);
   if (!arg.ok) {
-    s.send(arg.stage === 'syntax' ? CORE.paramSyntax(arg.reason) : CORE.badSender(arg.reason));
+    s.send(arg.stage === 'fault' ? CORE.pluginFault() : arg.stage === 'syntax' ? CORE.paramSyntax(arg.reason) : CORE.badSender(arg.reason));
     return;
   }
   const { address, params } = arg;

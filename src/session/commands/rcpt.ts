@@ -10,8 +10,8 @@ const DEFAULT_MAX_RCPTS = 100;
 
 export async function rcpt(s: Session, rest: string): Promise<void> {
   const arg = await parseEnvelopeArgument(s, 'rcpt', rest);
-  if (!arg.ok && arg.stage === 'syntax') {
-    s.send(CORE.paramSyntax(arg.reason));
+  if (!arg.ok && arg.stage !== 'address') {
+    s.send(arg.stage === 'fault' ? CORE.pluginFault() : CORE.paramSyntax(arg.reason));
     return;
   }
   const tx = s.transaction;
