@@ -79,3 +79,21 @@ export type { IpFamily, IpAddress, Cidr, IpListMatch } from './net/ip.ts';
 // Shared plugin policy (reject, reject_type, immunity)
 export { getReject, rejectCode, isImmune } from './plugins/policy.ts';
 export type { RejectArgs } from './plugins/policy.ts';
+
+// Connection and HELO policy plugins
+export { adjustKarma } from './plugins/policy.ts';
+export { parseProxyHeader } from './protocol/proxy-header.ts';
+export type { ProxyParse, ProxiedAddresses } from './protocol/proxy-header.ts';
+
+// Sender and recipient plugins
+export {
+  pairArguments,
+  returnCodeByName,
+  configLocation,
+  ConfigCache,
+  isListPattern,
+  perlRegExp,
+  compileAddressList,
+  matchAddressList,
+} from './plugins/policy.ts';
+export type { PerlRegExpResult, AddressListEntry } from './plugins/policy.ts';
