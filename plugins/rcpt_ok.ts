@@ -4,15 +4,17 @@
  * List it as the LAST rcpt plugin: the plugins before it may refuse, this one says the final yes.
  *
  * Per recipient, the first rule that applies:
- *   1. The client is immune: a relay client (plugins/relay, successful AUTH), or a host or sender
- *      whitelisted by another plugin (connection note `whitelisthost`, transaction note
- *      `whitelistsender`), as qpsmtpd's is_immune: OK, any recipient.
+ *   1. The client is a relay client (plugins/relay, successful AUTH, any plugin that sets
+ *      `connection.relayClient`): OK, any recipient. Unlike qpsmtpd, a host or sender merely
+ *      whitelisted by another plugin (notes `whitelisthost`, `whitelistsender`) is not: whitelisting
+ *      spares a client the filters, it does not let it relay — an envelope sender is trivially
+ *      forged, so a whitelisted sender would make the server an open relay for anyone naming it.
  *   2. A local part (after unquoting) that holds `%`, `!` or `@` is refused with
  *      `5.7.1 Relaying denied`, even when the domain is ours: `u%other.example@example.test`
  *      (the percent hack), `other.example!u@example.test` (a UUCP bang path) and
  *      `"u@other.example"@example.test` are routing forms that qmail, sendmail and other MTAs
  *      behind us would forward to the other host, so accepting them would make us an open relay
- *      by proxy. Immune clients (rule 1) may still send them. (Source routes `<@a:u@b>` and a second
+ *      by proxy. Relay clients (rule 1) may still send them. (Source routes `<@a:u@b>` and a second
  *      `@` outside quotes never get here: the core's address parser refuses them with 501.)
  *      qpsmtpd does not do this.
  *   3. No domain: only `postmaster` and `abuse` (any case) are accepted, as local addresses;
@@ -52,7 +54,7 @@ export default class RcptOk extends Plugin {
   }
 
   hook_rcpt(tx: Transaction, rcpt: Address): HookResult {
-    if (this.isImmune(tx)) return OK;
+    if (this.mayRelay()) return OK;
 
     if (ROUTING_IN_LOCAL_PART.test(rcpt.user)) {
       this.log(LOGINFO, `fail: the local part of ${rcpt} is a routing form (%, ! or @)`);
@@ -73,20 +75,10 @@ export default class RcptOk extends Plugin {
     return [DENY, '5.7.1 Relaying denied'];
   }
 
-  private isImmune(tx: Transaction): boolean {
-    if (this.connection.relayClient) {
-      this.log(LOGINFO, 'skip, relay client');
-      return true;
-    }
-    if (this.connection.notes['whitelisthost']) {
-      this.log(LOGINFO, 'skip, whitelisted host');
-      return true;
-    }
-    if (tx.notes['whitelistsender']) {
-      this.log(LOGINFO, 'skip, whitelisted sender');
-      return true;
-    }
-    return false;
+  private mayRelay(): boolean {
+    if (!this.connection.relayClient) return false;
+    this.log(LOGINFO, 'skip, relay client');
+    return true;
   }
 
   private inRcpthosts(host: string): boolean {

@@ -193,7 +193,8 @@ const TABLE = {
   },
   quit: {
     DONE: row(0, null, '', CLOSE),
-    else: row(221, '2.0.0', (v) => `${v.me} closing connection. Have a wonderful day.`, CLOSE),
+    // A plugin that wants its own goodbye answers with respond() and DONE (quit_fortune does).
+    else: row(221, '2.0.0', (v) => `${v.me} closing connection. Have a wonderful day.`, { close: true, fixedText: true }),
   },
   unrecognized_command: {
     DENY: row(500, '5.5.1', 'Unrecognized command'),

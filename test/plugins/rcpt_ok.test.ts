@@ -132,7 +132,7 @@ describe('rcpt_ok', () => {
     });
   });
 
-  it('accepts every recipient for whitelisted hosts and senders (qpsmtpd notes)', async () => {
+  it('does not let whitelisted hosts or senders relay (unlike qpsmtpd): whitelisting is no relay permission', async () => {
     const whitelist = `
       import { Plugin, DECLINED } from 'qpsmtpd';
       export default class Whitelist extends Plugin {
@@ -141,12 +141,12 @@ describe('rcpt_ok', () => {
       }
     `;
     await withApp({ plugins: { 'wl.ts': whitelist }, config: { plugins: ['wl', 'rcpt_ok'] } }, async (t) => {
-      assert.deepEqual(await rcptCodes(t, ['<a@elsewhere.example>'], { remoteIp: '192.0.2.1' }), [250]);
+      assert.deepEqual(await rcptCodes(t, ['<a@elsewhere.example>', '<postmaster@example.com>'], { remoteIp: '192.0.2.1' }), [550, 250]);
       assert.deepEqual(await rcptCodes(t, ['<a@elsewhere.example>'], { remoteIp: '192.0.2.2' }), [550]);
       const { client, done } = await t.greeted({ remoteIp: '192.0.2.2' });
       await client.command('EHLO client.example');
       await client.command('MAIL FROM:<pal@friend.example>');
-      assert.equal((await client.command('RCPT TO:<a@elsewhere.example>')).code, 250);
+      assert.equal((await client.command('RCPT TO:<a@elsewhere.example>')).code, 550, 'a forged whitelisted sender must not relay');
       await client.command('QUIT');
       await done;
     });
