@@ -47,8 +47,8 @@ export interface SessionDeps {
   readonly spoolDir: string;
   /** A unique spool file name. */
   readonly spoolName: () => string;
-  /** Sessions from this client's IP in this process, this one included. */
-  readonly connectionsFromIp: number;
+  /** Counts this process's sessions per client address (for `max_connections_per_ip`). */
+  readonly clients: { add(ip: string): number; remove(ip: string): void };
   /** Lets go of garbage buffers during a large DATA (see util/memory-relief.ts); optional. */
   readonly relieveMemory?: () => void;
 }
@@ -58,6 +58,7 @@ const DEFAULT_MAX_LINE = 2048;
 /** Longest AUTH line, initial response or SASL answer included (RFC 4954 §4: at least 12288). */
 const MAX_AUTH_LINE = 12288;
 const DEFAULT_SIZE_THRESHOLD = 256 * 1024;
+const DEFAULT_MAX_PER_IP = 50;
 
 /** How long a trusted proxy may take to send its PROXY header. */
 const PROXY_HEADER_TIMEOUT_MS = 10_000;
@@ -96,6 +97,8 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
   private readonly views: (object | undefined)[] = [];
   private readonly syncViews: (object | undefined)[] = [];
   private readonly idleTimeoutMs: number;
+  /** The client address this session counts under in `max_connections_per_ip`. */
+  private countedIp: string | undefined;
   private readonly maxLine: number;
 
   constructor(private readonly deps: SessionDeps) {
@@ -387,13 +390,21 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
   private async begin(): Promise<boolean> {
     const c = this.connection;
     if (this.fromTrustedProxy() && !(await this.readProxyHeader())) return false;
+    this.countedIp = c.remoteIp;
+    const fromIp = this.deps.clients.add(c.remoteIp);
+    if (fromIp > this.numberSetting('max_connections_per_ip', DEFAULT_MAX_PER_IP)) {
+      this.log(LOGINFO, `refused: ${fromIp - 1} sessions from ${c.remoteIp} already`);
+      this.send(CORE.tooManyConnections());
+      this.closing = true;
+      return false;
+    }
     const pre = await this.hook('pre-connection', [
       {
         remoteIp: c.remoteIp,
         remotePort: c.remotePort,
         localIp: c.localIp,
         localPort: c.localPort,
-        connectionsFromIp: this.deps.connectionsFromIp,
+        connectionsFromIp: fromIp,
       },
     ]);
     if ((await this.answer('pre-connection', pre)).close) return false;
@@ -479,6 +490,7 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
   /** The end of every session: reset, `disconnect`, close, `post-connection`. */
   private async finish(): Promise<void> {
     this.closing = true;
+    if (this.countedIp !== undefined) this.deps.clients.remove(this.countedIp);
     try {
       if (this.tx.sender !== undefined || this.tx.hasBody) await this.resetTransaction();
       await this.hookIgnoringResult('disconnect', []);

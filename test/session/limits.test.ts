@@ -81,7 +81,7 @@ test('data_timeout: a message that trickles in past the deadline gets 421 and no
   }
 });
 
-test('max_connections_per_ip and max_connections: 421 and close past them, before any hook', async () => {
+test('max_connections_per_ip and max_connections: 421 and close past them', async () => {
   const t = await app({ max_connections_per_ip: '2', max_connections: '3' });
   try {
     await t.greeted({ remoteIp: '192.0.2.1' });
@@ -90,7 +90,8 @@ test('max_connections_per_ip and max_connections: 421 and close past them, befor
     const refused = await third.client.reply();
     assert.equal(refused.code, 421);
     assert.match(refused.text, /^4\.7\.0 /);
-    await third.client.waitClosed();
+    await third.done;
+    assert.ok(third.client.closed);
     await t.greeted({ remoteIp: '192.0.2.2' });
     const fourth = t.connect({ remoteIp: '192.0.2.3' });
     assert.equal((await fourth.client.reply()).code, 421, 'three sessions in all');

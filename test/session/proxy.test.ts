@@ -58,3 +58,19 @@ test('a client that is no trusted proxy cannot claim another address', async () 
     await t.cleanup();
   }
 });
+
+test('behind a trusted proxy, max_connections_per_ip counts the clients the proxy names, not the proxy', async () => {
+  const t = await testApp({ plugins: { 'show_client.ts': SHOW_CLIENT }, config: { plugins: ['show_client'], proxy_trusted: ['10.0.0.5'], max_connections_per_ip: '1' } });
+  try {
+    const greet = async (client: string): Promise<number> => {
+      const { client: c } = t.connect({ remoteIp: '10.0.0.5' });
+      c.send(`PROXY TCP4 ${client} 192.0.2.1 40000 25\r\n`);
+      return (await c.reply()).code;
+    };
+    assert.equal(await greet('198.51.100.1'), 220);
+    assert.equal(await greet('198.51.100.2'), 220, 'another client through the same proxy');
+    assert.equal(await greet('198.51.100.1'), 421, 'the same client again is over its limit');
+  } finally {
+    await t.cleanup();
+  }
+});
