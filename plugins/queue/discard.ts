@@ -1,0 +1,31 @@
+/**
+ * queue/discard: accept every message and throw it away (qpsmtpd's and Haraka's `queue/discard`).
+ *
+ *   WARNING: THIS PLUGIN LOSES MAIL. The client is told `250 Queued (discarded)` and the message is
+ *   gone. It exists for benchmarks (`npm run bench`) and tests; never list it on a server that
+ *   receives real mail.
+ *
+ * The message is read to its end through `tx.bodyStream()` (the header block, then the body, from
+ * memory or from the spool file) before the answer, so a benchmark pays for the same work as a
+ * real queue plugin that streams the message somewhere; only the writing is left out.
+ *
+ * Answers OK `Queued (discarded)`. A transaction without recipients (a plugin removed them all)
+ * is declined, as queue/maildir does, so an OK never stands for a message nobody was to get.
+ *
+ * Arguments: none. Config files: none. Hooks: queue.
+ */
+import { Plugin, DECLINED, OK, LOGWARN } from 'qpsmtpd';
+import type { HookResult, Transaction } from 'qpsmtpd';
+
+export default class QueueDiscard extends Plugin {
+  async hook_queue(tx: Transaction): Promise<HookResult> {
+    if (tx.recipients.length === 0) {
+      this.log(LOGWARN, 'no recipients left: declining');
+      return DECLINED;
+    }
+    const signal = this.signal;
+    // Read to the end and drop each chunk: the work of a queue, without the writing.
+    for await (const _chunk of tx.bodyStream()) signal.throwIfAborted();
+    return [OK, 'Queued (discarded)'];
+  }
+}
