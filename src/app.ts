@@ -15,11 +15,12 @@ import { HookRegistry, type PluginRecord } from './hooks/registry.ts';
 import { HookRunner, type HookCallContext } from './hooks/runner.ts';
 import { DEFAULT_LOGLEVEL, LOGERROR, LOGINFO, LOGWARN, parseLogLevel, type LogLevel } from './log/levels.ts';
 import { formatLogParts, formatStderrLine, type LogRecord } from './log/logger.ts';
-import { loadPlugins } from './plugins/loader.ts';
+import { loadPlugins, type PluginClass } from './plugins/loader.ts';
 import type { PluginHost } from './plugins/plugin.ts';
 import { formatProblem, parsePluginLines, type LoadProblem } from './plugins/plugins-file.ts';
 import type { Conn } from './session/conn.ts';
 import { Session, type LogSink } from './session/session.ts';
+import type { SessionApi } from './session/session-api.ts';
 import { CORE } from './session/responders.ts';
 import { formatReply } from './protocol/reply.ts';
 import { makeMemoryRelief } from './util/memory-relief.ts';
@@ -39,6 +40,13 @@ export interface AppOptions {
   readonly bundledSourceDir?: string;
   /** Where log lines go when no logging plugin is loaded. */
   readonly writeStderr?: (line: string) => void;
+  /**
+   * Plugin classes given directly (the test kit, `qpsmtpd/testing`): a `config/plugins` line whose
+   * plugin name (without `:N`) is a key here loads this class instead of searching for a file.
+   */
+  readonly pluginClasses?: ReadonlyMap<string, PluginClass>;
+  /** Sees every log line, whatever the level and wherever else it goes (the test kit's log capture). */
+  readonly logTap?: (record: LogRecord) => void;
 }
 
 /** Loading failed: the problems, each naming its file and line. */
@@ -69,12 +77,11 @@ interface Running {
 
 const SHUTDOWN_TIMEOUT_MS = 5000;
 const DEFAULT_MAX_CONNECTIONS = 1000;
-const DEFAULT_MAX_PER_IP = 50;
 
 export class App {
   private snapshot: Snapshot;
   private readonly running = new Set<Running>();
-  private readonly perIp = new Map<string, number>();
+  private readonly clients = new ClientCounter();
   private connectionCount = 0;
   private spoolCount = 0;
   private stopping = false;
@@ -123,23 +130,21 @@ export class App {
     }
   }
 
-  /** Run one SMTP session on a connection. Resolves when it has ended; never rejects. */
-  async handle(conn: Conn & { destroy?: () => void }): Promise<void> {
+  /**
+   * Run one SMTP session on a connection. Resolves when it has ended; never rejects. `prepare`
+   * sees the session before its first hook runs (the test kit sets connection facts there).
+   */
+  async handle(conn: Conn & { destroy?: () => void }, prepare?: (session: SessionApi) => void): Promise<void> {
     const snap = this.snapshot;
-    const ip = conn.endpoints.remoteIp;
-    const fromIp = (this.perIp.get(ip) ?? 0) + 1;
-    // Limits of this process (each worker has its own with --workers): refused before any hook.
-    const limit = (name: string, fallback: number): number => {
-      const n = Number(snap.config.value(name));
-      return Number.isFinite(n) && n > 0 ? n : fallback;
-    };
-    if (this.running.size >= limit('max_connections', DEFAULT_MAX_CONNECTIONS) || fromIp > limit('max_connections_per_ip', DEFAULT_MAX_PER_IP)) {
-      this.log(LOGINFO, `refused ${ip}: ${this.running.size} connections, ${fromIp - 1} from this address`);
+    // The limit of this process (each worker has its own with --workers): refused before any hook.
+    // The limit per client is the session's: behind a trusted proxy it knows the client only later.
+    const max = Number(snap.config.value('max_connections'));
+    if (this.running.size >= (Number.isFinite(max) && max > 0 ? max : DEFAULT_MAX_CONNECTIONS)) {
+      this.log(LOGINFO, `refused ${conn.endpoints.remoteIp}: ${this.running.size} connections in this process`);
       conn.write(formatReply(CORE.tooManyConnections()));
       await conn.close().catch(() => undefined);
       return;
     }
-    this.perIp.set(ip, fromIp);
     const pid = process.pid;
     const session = new Session({
       id: `${pid}.${++this.connectionCount}`,
@@ -151,18 +156,16 @@ export class App {
       spoolDir: snap.spoolDir,
       spoolName: () => `${Date.now()}:${pid}:${++this.spoolCount}`,
       relieveMemory: this.relieveMemory,
-      connectionsFromIp: fromIp,
+      clients: this.clients,
     });
     const entry: Running = { session, conn, snapshot: snap };
     this.running.add(entry);
     if (this.stopping) session.stop();
+    prepare?.(session);
     try {
       await session.run();
     } finally {
       this.running.delete(entry);
-      const left = (this.perIp.get(ip) ?? 1) - 1;
-      if (left <= 0) this.perIp.delete(ip);
-      else this.perIp.set(ip, left);
       if (this.retiring.has(snap)) await this.retireIdle();
     }
   }
@@ -200,6 +203,23 @@ export class App {
     const sink = this.snapshot.logSink;
     if (!sink.enabled(level)) return;
     sink.write({ level, hook: '', plugin: '', message: formatLogParts(parts) }, undefined);
+  }
+}
+
+/** Sessions per client address in this process. */
+class ClientCounter {
+  private readonly counts = new Map<string, number>();
+
+  add(ip: string): number {
+    const n = (this.counts.get(ip) ?? 0) + 1;
+    this.counts.set(ip, n);
+    return n;
+  }
+
+  remove(ip: string): void {
+    const n = (this.counts.get(ip) ?? 1) - 1;
+    if (n <= 0) this.counts.delete(ip);
+    else this.counts.set(ip, n);
   }
 }
 
@@ -252,8 +272,12 @@ async function buildSnapshot(options: AppOptions): Promise<Snapshot> {
 
   // Messages logged while plugins load go to stderr: the logging plugins are not ready yet.
   const threshold = parseLogLevel(config.value('loglevel')) ?? DEFAULT_LOGLEVEL;
+  const tap = options.logTap;
   const bootLog = (level: LogLevel, hook: string, plugin: string, parts: readonly unknown[]): void => {
-    if (level <= threshold) writeStderr(formatStderrLine(process.pid, { level, hook, plugin, message: formatLogParts(parts) }));
+    if (level > threshold && tap === undefined) return;
+    const record: LogRecord = { level, hook, plugin, message: formatLogParts(parts) };
+    tap?.(record);
+    if (level <= threshold) writeStderr(formatStderrLine(process.pid, record));
   };
   let sink: AppLogSink | undefined;
   const host: PluginHost = {
@@ -273,6 +297,7 @@ async function buildSnapshot(options: AppOptions): Promise<Snapshot> {
     host,
     timeoutFor: (name) => (timeouts.perPlugin.get(name) ?? timeouts.default) * 1000,
     registerTimeoutMs: REGISTER_TIMEOUT_MS,
+    ...(options.pluginClasses ? { classes: options.pluginClasses } : {}),
   });
   const allProblems = [...lineProblems, ...loaded.problems];
   if (allProblems.length > 0) {
@@ -283,7 +308,7 @@ async function buildSnapshot(options: AppOptions): Promise<Snapshot> {
 
   const registry = new HookRegistry(loaded.records, loaded.entries);
   const runner = new HookRunner(registry);
-  sink = new AppLogSink(runner, threshold, writeStderr);
+  sink = new AppLogSink(runner, threshold, writeStderr, tap);
   for (const p of problems) sink.writeParts(LOGWARN, '', '', [`config: ${p}`]);
 
   const spoolDir = resolve(root, config.value('spool_dir') ?? join(tmpdir(), `qpsmtpd-spool-${process.getuid?.() ?? 'user'}`));
@@ -318,6 +343,7 @@ class AppLogSink implements LogSink {
     private readonly runner: HookRunner,
     private readonly threshold: LogLevel,
     private readonly writeStderr: (line: string) => void,
+    private readonly tap?: (record: LogRecord) => void,
   ) {
     const loggers = runner.registry.entries('logging');
     this.viaHook = loggers.length > 0;
@@ -326,7 +352,7 @@ class AppLogSink implements LogSink {
   }
 
   enabled(level: LogLevel): boolean {
-    return level <= this.max;
+    return level <= this.max || this.tap !== undefined;
   }
 
   writeParts(level: LogLevel, hook: string, plugin: string, parts: readonly unknown[]): void {
@@ -334,6 +360,10 @@ class AppLogSink implements LogSink {
   }
 
   write(record: LogRecord, context: HookCallContext | undefined): void {
+    if (this.tap) {
+      this.tap(record);
+      if (record.level > this.max) return;
+    }
     if (!this.viaHook) {
       if (record.level <= this.threshold) this.writeStderr(formatStderrLine(process.pid, record));
       return;

@@ -3,7 +3,7 @@
  * The only module that reads process.argv and process.env.
  */
 import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { App, LoadFailure } from './app.ts';
@@ -19,6 +19,8 @@ const HELP = `Usage:
   qpsmtpd [--config DIR] --stdio
   qpsmtpd check [--config DIR]
   qpsmtpd tls-cert [--config DIR] [--host NAME] [--days N] [--force]
+  qpsmtpd new-plugin NAME [--hook HOOK ...] [--dir DIR] [--config DIR]
+  qpsmtpd test [--config DIR] [FILE|DIR ...]
   qpsmtpd --help | --version
 
   --config DIR       the config directory (default: $QPSMTPD_CONFIG, else ./config)
@@ -39,12 +41,22 @@ const HELP = `Usage:
     --host NAME      the name it certifies (default: config/me, else the machine's name)
     --days N         how long it is valid (default 730)
     --force          replace an existing certificate and key
+  new-plugin NAME    write NAME.ts, a typed plugin with one method per --hook (default: rcpt),
+                     and NAME.test.ts, its test with qpsmtpd/testing; never overwrites a file
+    --hook HOOK      a hook it serves (rcpt, mail, data_post, pre-connection ...); may be repeated
+    --dir DIR        where to write them (default: plugins/ beside the config directory)
+  test               run plugin tests (*.test.ts, .js, .mjs) with node --test, TypeScript loaded
+                     and 'qpsmtpd' and 'qpsmtpd/testing' importable from any folder; FILE or DIR
+                     default to plugins/ beside the config directory
 
 Signals: SIGTERM/SIGINT stop accepting, let sessions finish, exit 0.
          SIGHUP reloads config and plugins for new sessions; sessions in flight keep theirs.`;
 
+type Command = 'serve' | 'check' | 'tls-cert' | 'new-plugin' | 'test' | 'help' | 'version';
+const COMMANDS: readonly string[] = ['check', 'tls-cert', 'new-plugin', 'test'];
+
 interface Options {
-  readonly command: 'serve' | 'check' | 'tls-cert' | 'help' | 'version';
+  readonly command: Command;
   readonly configDir: string;
   readonly listen: ListenAddress[];
   readonly workers: number;
@@ -54,6 +66,11 @@ interface Options {
   readonly certHost: string | undefined;
   readonly certDays: number;
   readonly certForce: boolean;
+  /** new-plugin: the name, --hook, --dir. test: the files and folders. */
+  readonly pluginName: string | undefined;
+  readonly hooks: readonly string[];
+  readonly dir: string | undefined;
+  readonly testTargets: readonly string[];
 }
 
 class UsageError extends Error {}
@@ -76,16 +93,22 @@ function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): Options 
         host: { type: 'string' },
         days: { type: 'string' },
         force: { type: 'boolean' },
+        hook: { type: 'string', multiple: true },
+        dir: { type: 'string' },
       },
     });
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
   const { values, positionals } = parsed;
-  if (positionals.length > 1 || (positionals[0] !== undefined && positionals[0] !== 'check' && positionals[0] !== 'tls-cert')) {
-    throw new UsageError(`unknown command "${positionals.join(' ')}"`);
+  const [first, ...rest] = positionals;
+  if (first !== undefined && !COMMANDS.includes(first)) throw new UsageError(`unknown command "${positionals.join(' ')}"`);
+  if (first === 'new-plugin' && rest.length !== 1) throw new UsageError('new-plugin needs exactly one NAME');
+  if ((first === 'check' || first === 'tls-cert') && rest.length > 0) throw new UsageError(`unknown command "${positionals.join(' ')}"`);
+  if (first !== 'new-plugin' && (values.hook !== undefined || values.dir !== undefined)) {
+    throw new UsageError('--hook and --dir belong to the new-plugin command');
   }
-  const tlsCert = positionals[0] === 'tls-cert';
+  const tlsCert = first === 'tls-cert';
   if (!tlsCert && (values.host !== undefined || values.days !== undefined || values.force !== undefined)) {
     throw new UsageError('--host, --days and --force belong to the tls-cert command');
   }
@@ -102,7 +125,7 @@ function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): Options 
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  const command = values.help ? 'help' : values.version ? 'version' : positionals[0] === 'check' ? 'check' : tlsCert ? 'tls-cert' : 'serve';
+  const command: Command = values.help ? 'help' : values.version ? 'version' : ((first ?? 'serve') as Command);
   return {
     command,
     configDir: values.config ?? env['QPSMTPD_CONFIG'] ?? 'config',
@@ -113,6 +136,10 @@ function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): Options 
     certHost: values.host,
     certDays,
     certForce: values.force === true,
+    pluginName: first === 'new-plugin' ? rest[0] : undefined,
+    hooks: values.hook ?? [],
+    dir: values.dir,
+    testTargets: first === 'test' ? rest : [],
   };
 }
 
@@ -147,6 +174,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   if (options.command === 'tls-cert') return tlsCertCommand(options);
+  if (options.command === 'new-plugin') return newPluginCommand(options);
+  if (options.command === 'test') return testCommand(options, process.env);
   if (options.workers > 0 && !options.stdio && options.command === 'serve' && !isWorker()) {
     return runPrimary({ workers: options.workers, log: (line) => process.stderr.write(`${process.pid} qpsmtpd: ${line}\n`) });
   }
@@ -272,6 +301,43 @@ async function tlsCertCommand(options: Options): Promise<number> {
     process.stderr.write(`qpsmtpd tls-cert: ${(err as Error).message}\n`);
     return err instanceof ExistsError ? 73 : 1;
   }
+}
+
+/** The `plugins/` folder beside the config directory. */
+function pluginsBesideConfig(options: Options): string {
+  return join(dirname(resolve(options.configDir)), 'plugins');
+}
+
+/** `qpsmtpd new-plugin NAME`: a plugin file and its test. (Loaded on demand: the daemon never needs it.) */
+async function newPluginCommand(options: Options): Promise<number> {
+  const { ScaffoldExistsError, ScaffoldUsageError, describeNewPlugin, newPlugin } = await import('./testing/scaffold.ts');
+  try {
+    const result = newPlugin({ name: options.pluginName!, hooks: options.hooks, dir: resolve(options.dir ?? pluginsBesideConfig(options)) });
+    process.stdout.write(describeNewPlugin(result, process.cwd()));
+    return 0;
+  } catch (err) {
+    process.stderr.write(`qpsmtpd new-plugin: ${(err as Error).message}\n`);
+    return err instanceof ScaffoldUsageError ? 64 : err instanceof ScaffoldExistsError ? 73 : 1;
+  }
+}
+
+/** `qpsmtpd test [FILE|DIR ...]`: node --test with the qpsmtpd resolver and TypeScript. */
+async function testCommand(options: Options, env: NodeJS.ProcessEnv): Promise<number> {
+  const { TestTargetError, findTestFiles, runTests } = await import('./testing/run-tests.ts');
+  const cwd = process.cwd();
+  let files: string[];
+  try {
+    files = findTestFiles(options.testTargets.length > 0 ? options.testTargets : [pluginsBesideConfig(options)], cwd);
+  } catch (err) {
+    if (!(err instanceof TestTargetError)) throw err;
+    process.stderr.write(`qpsmtpd test: ${err.message}\n`);
+    return 66;
+  }
+  if (files.length === 0) {
+    process.stderr.write(`qpsmtpd test: no test files (*.test.ts, *.test.js, *.test.mjs) in ${options.testTargets.join(' ') || pluginsBesideConfig(options)}\n`);
+    return 1;
+  }
+  return runTests({ files, cwd, env });
 }
 
 function logStopping(app: App, why: string, graceMs: number): void {

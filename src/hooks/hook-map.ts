@@ -83,43 +83,81 @@ export type AuthArgs = [
 
 /** Arguments each hook passes after the Transaction. */
 export interface HookArgs {
+  /** Every log line; logging plugins load first, from `config/logging`. */
   logging: [level: LogLevel, hook: string, pluginName: string, ...message: string[]];
+  /** Every config lookup, before the files. */
   config: [name: string];
+  /** A per-address config lookup (`address.config(name)`). */
   user_config: [address: Address, name: string];
+  /** Right after accept, before the session starts; must be fast. */
   'pre-connection': [info: PreConnectionInfo];
+  /** Session start, before the greeting. */
   connect: [];
+  /** Before the EHLO argument is parsed. */
   ehlo_parse: [];
+  /** After EHLO was parsed (a missing host is 501 first). */
   ehlo: [host: string];
+  /** Before the HELO argument is parsed. */
   helo_parse: [];
+  /** After HELO was parsed (a missing host is 501 first). */
   helo: [host: string];
+  /** On `AUTH ...`, before its argument is parsed. */
   auth_parse: [argument: string];
+  /** After the SASL exchange, when no mechanism hook decided. */
   auth: AuthArgs;
+  /** After the SASL exchange of AUTH PLAIN. */
   'auth-plain': AuthArgs;
+  /** After the SASL exchange of AUTH LOGIN. */
   'auth-login': AuthArgs;
+  /** After the SASL exchange of AUTH CRAM-MD5. */
   'auth-cram-md5': AuthArgs;
+  /** Before `MAIL FROM:` is parsed. */
   mail_parse: [argument: string];
+  /** After parsing, before the sender Address is built. */
   mail_pre: [addressString: string, params: EsmtpParams];
+  /** The sender is known (MAIL before HELO is 503; a MAIL starts a new transaction). */
   mail: [sender: Address, params: EsmtpParams];
+  /** Before `RCPT TO:` is parsed. */
   rcpt_parse: [argument: string];
+  /** After parsing, before the recipient Address is built. */
   rcpt_pre: [addressString: string, params: EsmtpParams];
+  /** Per recipient (RCPT before MAIL is 503). */
   rcpt: [recipient: Address, params: EsmtpParams];
+  /** On DATA (or the first BDAT), before the sequence check. */
   data: [];
+  /** Once, when the header block ends, while the body is still arriving. */
   data_headers_end: [];
+  /** After the final dot, before the Received header is added. */
   data_post_headers: [];
+  /** While the Received header is built. */
   received_line: [smtpProto: string, authComment: string, tlsComment: string];
+  /** The message is complete and its headers added: content filters. */
   data_post: [];
+  /** Before queuing: the last chance to change the message. */
   queue_pre: [];
+  /** Hand the message on; OK only once it is durable. */
   queue: [];
+  /** After the reply to the queue step. */
   queue_post: [];
+  /** On VRFY. */
   vrfy: [address: string];
+  /** On NOOP. */
   noop: [];
+  /** On HELP. */
   help: [args: string];
+  /** On QUIT; the session then always ends. */
   quit: [];
+  /** Any other verb (how STARTTLS, PROXY and custom verbs are built). */
   unrecognized_command: [verb: string, rest: string];
+  /** Whenever a transaction is dropped: MAIL, RSET, after queue, after a DATA rejection, on disconnect. */
   reset_transaction: [];
+  /** The session ends (QUIT, a DISCONNECT result, client EOF, time-out). */
   disconnect: [];
+  /** After the connection closed. */
   'post-connection': [];
+  /** After a plugin denied on any hook. */
   deny: [pluginName: string, code: Code, message: string];
+  /** After a plugin answered anything but a denial on any hook. */
   ok: [pluginName: string, code: Code, message: string];
 }
 

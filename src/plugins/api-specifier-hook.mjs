@@ -1,7 +1,8 @@
 // Module resolution hook (node:module register), plain JS because it runs on the loader thread
 // before any TypeScript support exists:
 // - `import ... from 'qpsmtpd'` in a plugin resolves to the running daemon's own API, from any
-//   folder, with nothing installed there;
+//   folder, with nothing installed there; `qpsmtpd/testing` (the plugin author's test kit) to the
+//   testing module beside that API (src/testing/index.ts, or dist/src/testing/index.js);
 // - a plugin file outside node_modules is an ES module, as the plugin contract says, even where
 //   no package.json says "type": "module" (a plugin folder like /srv/mail/plugins): for `.ts`
 //   always, for `.js` when it uses import/export (Node's own syntax detection, which the
@@ -11,10 +12,12 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 let apiUrl;
+let testingUrl;
 const declaredType = new Map();
 
 export function initialize(data) {
   apiUrl = data.apiUrl;
+  testingUrl = data.testingUrl ?? apiUrl.replace(/\/index\.(ts|js)$/, '/testing/index.$1');
 }
 
 /** The "type" of the nearest package.json above `dir`, or undefined when none declares one. */
@@ -42,6 +45,7 @@ function usesModuleSyntax(path) {
 
 export async function resolve(specifier, context, nextResolve) {
   if (specifier === 'qpsmtpd') return { url: apiUrl, format: apiUrl.endsWith('.ts') ? 'module' : undefined, shortCircuit: true };
+  if (specifier === 'qpsmtpd/testing') return { url: testingUrl, format: testingUrl.endsWith('.ts') ? 'module' : undefined, shortCircuit: true };
   const result = await nextResolve(specifier, context);
   const { url, format } = result;
   if (!url.startsWith('file:') || url.includes('/node_modules/') || format === 'module') return result;

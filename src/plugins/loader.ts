@@ -24,7 +24,12 @@ export interface LoadOptions {
   readonly timeoutFor: (pluginName: string) => number;
   /** Time limit of `register`, in ms. */
   readonly registerTimeoutMs: number;
+  /** Plugin classes given directly, by plugin name (without `:N`): used instead of a file. */
+  readonly classes?: ReadonlyMap<string, PluginClass>;
 }
+
+/** A plugin's class, as a plugin module's default export (or given directly to the loader). */
+export type PluginClass = new () => Plugin;
 
 export interface LoadResult {
   readonly records: PluginRecord[];
@@ -52,20 +57,26 @@ export async function loadPlugins(specs: readonly PluginSpec[], options: LoadOpt
     const problem = (message: string): void => {
       problems.push({ file: spec.file, line: spec.line, plugin: spec.name, message });
     };
+    const given = options.classes?.get(spec.module);
     const alias = PLUGIN_ALIASES[spec.module];
-    const file = findPluginFile(spec.module, options.searchDirs) ?? (alias ? findPluginFile(alias, options.searchDirs) : undefined);
+    const file =
+      given !== undefined
+        ? `(class ${given.name || 'given directly'})`
+        : (findPluginFile(spec.module, options.searchDirs) ?? (alias ? findPluginFile(alias, options.searchDirs) : undefined));
     if (file === undefined) {
       const names = PLUGIN_EXTENSIONS.map((e) => spec.module + e).join(', ');
       problem(`not found: looked for ${names} in ${options.searchDirs.join(', ')}`);
       continue;
     }
 
-    let exported: unknown;
-    try {
-      exported = (await importPluginModule(file, isInside(file, options.bundledDir))).default;
-    } catch (err) {
-      problem(`cannot load ${file}: ${describeLoadError(err)}${await syntaxErrorLocation(err, file)}`);
-      continue;
+    let exported: unknown = given;
+    if (given === undefined) {
+      try {
+        exported = (await importPluginModule(file, isInside(file, options.bundledDir))).default;
+      } catch (err) {
+        problem(`cannot load ${file}: ${describeLoadError(err)}${await syntaxErrorLocation(err, file)}`);
+        continue;
+      }
     }
     if (typeof exported !== 'function' || !(exported.prototype instanceof Plugin)) {
       problem(`${file} must have a default export: a class that extends Plugin (import { Plugin } from 'qpsmtpd')`);

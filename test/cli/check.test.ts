@@ -88,8 +88,9 @@ describe('qpsmtpd check: a good config', { concurrency: 3 }, () => {
   });
 
   test('an alias whose new plugin does not exist is reported as not found, under its own name', async () => {
-    const r = await check(['check_relay', 'check_spamhelo']);
-    assertFailure(r, `${r.pluginsFile}:2: plugin "check_spamhelo": not found`);
+    // resolvable_fromhost comes with the DNS plugins; until then its old name finds nothing.
+    const r = await check(['check_relay', 'require_resolvable_fromhost']);
+    assertFailure(r, `${r.pluginsFile}:2: plugin "require_resolvable_fromhost": not found`);
     assert.doesNotMatch(r.stderr, /check_relay/);
   });
 });

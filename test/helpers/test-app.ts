@@ -1,13 +1,16 @@
 /**
- * An App on a throw-away config directory, and sessions on FakeConns: the `Test::Qpsmtpd` of this
- * project. Config files and plugin sources are given as object literals.
+ * The project's own tests on top of the plugin author's kit (qpsmtpd/testing, src/testing/): an App
+ * on a throw-away config directory, and sessions on FakeConns. Config files and plugin sources are
+ * given as object literals. Unlike `testServer`, nothing is added to the plugins (no capturing
+ * queue), and `logs` holds what the daemon would have written to stderr.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { App } from '../../src/app.ts';
+import type { App } from '../../src/app.ts';
 import type { Endpoints } from '../../src/session/connection.ts';
+import { testServer, type TestServer } from '../../src/testing/index.ts';
 import { FakeConn } from './fake-conn.ts';
 
 export const BUNDLED_PLUGINS = fileURLToPath(new URL('../../plugins/', import.meta.url));
@@ -29,17 +32,17 @@ export interface TestSession {
 export class TestApp {
   /** Log lines the app would have written to stderr. */
   readonly logs: string[];
+  readonly app: App;
+  readonly root: string;
 
-  constructor(
-    readonly app: App,
-    readonly root: string,
-    logs: string[],
-  ) {
-    this.logs = logs;
+  constructor(readonly server: TestServer) {
+    this.logs = server.stderr;
+    this.app = server.app;
+    this.root = server.root;
   }
 
   get configDir(): string {
-    return join(this.root, 'config');
+    return this.server.configDir;
   }
 
   /** Start a session as a client from `endpoints` (default 192.0.2.10 -> 127.0.0.1:25). */
@@ -58,45 +61,27 @@ export class TestApp {
 
   /** Write (or overwrite) a config file. */
   writeConfig(name: string, content: string | readonly string[]): void {
-    writeFile(join(this.configDir, name), content);
+    this.server.writeConfig(name, content);
   }
 
-  /** End every session still open (421) and remove the folder. */
+  /** End every session still open (421) and remove the folder (the plugins are not shut down). */
   async cleanup(): Promise<void> {
     await this.app.stop(0);
     rmSync(this.root, { recursive: true, force: true });
   }
 }
 
-function writeFile(path: string, content: string | readonly string[]): void {
-  mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(path, typeof content === 'string' ? content : content.join('\n') + '\n');
-}
-
 /** A temporary qpsmtpd folder (config/, plugins/, spool) and an App loaded from it. */
 export async function testApp(options: TestAppOptions = {}): Promise<TestApp> {
-  const root = mkdtempSync(join(tmpdir(), 'qpsmtpd-test-'));
-  const files: Record<string, string | readonly string[]> = {
-    me: 'mx.example.test',
-    spool_dir: join(root, 'spool'),
-    ...options.config,
-  };
-  for (const [name, content] of Object.entries(files)) writeFile(join(root, 'config', name), content);
-  for (const [name, source] of Object.entries(options.plugins ?? {})) writeFile(join(root, 'plugins', name), source);
-  const logs: string[] = [];
-  try {
-    const app = await App.load({
-      configDir: join(root, 'config'),
-      env: options.env ?? {},
-      version: '0.0.0-test',
-      bundledPluginDir: BUNDLED_PLUGINS,
-      writeStderr: (line) => logs.push(line),
-    });
-    return new TestApp(app, root, logs);
-  } catch (err) {
-    rmSync(root, { recursive: true, force: true });
-    throw err;
-  }
+  const server = await testServer({
+    ...(options.config ? { config: options.config } : {}),
+    ...(options.plugins ? { pluginFiles: options.plugins } : {}),
+    ...(options.env ? { env: options.env } : {}),
+    queue: 'off',
+    version: '0.0.0-test',
+    captureLogs: false,
+  });
+  return new TestApp(server);
 }
 
 /** Make a temporary folder (removed by the caller). */
