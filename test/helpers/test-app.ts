@@ -64,9 +64,9 @@ export class TestApp {
     this.server.writeConfig(name, content);
   }
 
-  /** End every session still open (421) and remove the folder (the plugins are not shut down). */
+  /** End every session still open (421), shut the plugins down, remove the folder. */
   async cleanup(): Promise<void> {
-    await this.app.stop(0);
+    await this.server.close();
     rmSync(this.root, { recursive: true, force: true });
   }
 }
