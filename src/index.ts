@@ -97,3 +97,29 @@ export {
   matchAddressList,
 } from './plugins/policy.ts';
 export type { PerlRegExpResult, AddressListEntry } from './plugins/policy.ts';
+
+// Mail helpers for plugins (SMTP/LMTP client, line ends, child programs)
+export { CrlfToLf, DataEncoder, convertStream } from './mail/line-ends.ts';
+export type { LineEndConverter } from './mail/line-ends.ts';
+export {
+  ReplyParser,
+  MailRefusal,
+  MAX_REPLY_LINE,
+  MAX_REPLY_LINES,
+  enhancedCode,
+  stripEnhancedCode,
+  clipReplyText,
+  describeReply,
+  parseExtensions,
+  refusedRecipients,
+  recipientRefusalText,
+  replyRefusal,
+} from './mail/replies.ts';
+export type { ServerReply, RefusedRecipient } from './mail/replies.ts';
+export { messageSize, isInternational, mailFromCommand, rcptCommands } from './mail/envelope.ts';
+export { connectWithin } from './mail/connect.ts';
+export type { ConnectWithinOptions } from './mail/connect.ts';
+export { SmtpClient, SmtpLinkError, smtpLinkError, dialogueFailure, CONNECT_FAILURES } from './mail/smtp-client.ts';
+export type { SmtpClientOptions, DialogueFailure } from './mail/smtp-client.ts';
+export { runProgram } from './mail/child-program.ts';
+export type { ProgramOptions, ProgramInput, ProgramRun, ProgramRan, ProgramNotStarted } from './mail/child-program.ts';

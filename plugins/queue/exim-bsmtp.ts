@@ -29,17 +29,12 @@
  *
  * Config files: me (the HELO name). Hooks: queue.
  */
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import type { Readable, Writable } from 'node:stream';
-import { Plugin, DECLINED, DENY, DENYSOFT, OK, LOGERROR, LOGINFO, LOGWARN } from 'qpsmtpd';
+import { Plugin, DataEncoder, DECLINED, DENY, DENYSOFT, OK, LOGERROR, LOGINFO, LOGWARN, clipReplyText as clip, convertStream, runProgram } from 'qpsmtpd';
 import type { HookResult, PluginHost, Transaction } from 'qpsmtpd';
 
 const DEFAULTS = ['/usr/sbin/rsmtp', '/usr/sbin/exim4', '/usr/sbin/exim'];
 const TIME_LIMIT_MS = 300_000;
-const CR = 0x0d;
-const LF = 0x0a;
-const DOT = 0x2e;
 
 export default class EximBsmtp extends Plugin {
   private exim = '';
@@ -70,38 +65,26 @@ export default class EximBsmtp extends Plugin {
       this.log(LOGWARN, 'no recipients left: declining');
       return DECLINED;
     }
-    const signal = AbortSignal.any([this.signal, AbortSignal.timeout(TIME_LIMIT_MS)]);
     const env: Record<string, string> = {};
     for (const [key, value] of Object.entries(this.env)) if (value !== undefined) env[key] = value;
-    const child = spawn(this.exim, [...this.eximArgs, '-bS'], { stdio: ['pipe', 'pipe', 'pipe'], env });
-    const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
-    const started = await new Promise<Error | undefined>((resolve) => {
-      child.once('spawn', () => resolve(undefined));
-      child.once('error', (err) => resolve(err));
+    const run = await runProgram({
+      command: this.exim,
+      args: [...this.eximArgs, '-bS'],
+      env,
+      timeoutMs: TIME_LIMIT_MS,
+      signal: this.signal,
+      input: [{ fd: 0, data: () => this.batch(tx) }],
+      collect: { 1: 8192, 2: 8192 },
     });
-    if (started !== undefined) {
-      this.log(LOGERROR, `cannot run ${this.exim}: ${started.message}`);
+    if (!run.started) {
+      this.log(LOGERROR, `cannot run ${this.exim}: ${run.error.message}`);
       return [DENYSOFT, '4.3.0 Internal error enqueuing mail, try again later'];
     }
-    const stdout = collect(child.stdout!, 8192);
-    const stderr = collect(child.stderr!, 8192);
-    let killed = false;
-    const kill = (): void => {
-      killed = true;
-      child.kill('SIGKILL');
-    };
-    signal.addEventListener('abort', kill, { once: true });
-    try {
-      await this.writeBatch(child.stdin!, tx, signal);
-    } catch (err) {
-      // Exim stops reading when it finds an error; its output says which.
-      this.log(LOGWARN, `${this.exim} did not read the whole batch: ${(err as Error).message}`);
-      child.stdin!.destroy();
-    }
-    const code = await exited;
-    signal.removeEventListener('abort', kill);
-    const out = (await stdout).toString('utf8');
-    const err = (await stderr).toString('utf8').trim();
+    // Exim stops reading when it finds an error; its output says which.
+    if (run.inputError !== undefined) this.log(LOGWARN, `${this.exim} did not read the whole batch: ${run.inputError.message}`);
+    const { code, killed } = run;
+    const out = run.output(1).toString('utf8');
+    const err = run.output(2).toString('utf8').trim();
     if (err !== '') this.log(code === 0 ? LOGINFO : LOGWARN, `exim: ${err.replace(/\n+/g, ' | ')}`);
 
     if (killed) {
@@ -125,90 +108,20 @@ export default class EximBsmtp extends Plugin {
   }
 
   /** HELO, MAIL, RCPT..., DATA, the message (LF, dot-stuffed), `.`, QUIT. */
-  private async writeBatch(stdin: Writable, tx: Transaction, signal: AbortSignal): Promise<void> {
-    const head = [
+  private async *batch(tx: Transaction): AsyncGenerator<Buffer | string> {
+    yield [
       `HELO ${this.config('me') ?? 'localhost'}`,
       `MAIL FROM:<${oneLine(tx.sender?.address ?? '')}>`,
       ...tx.recipients.map((r) => `RCPT TO:<${oneLine(r.address)}>`),
       'DATA',
       '',
     ].join('\n');
-    await write(stdin, Buffer.from(head, 'utf8'));
-    let lineStart = true;
-    let heldCr = false;
-    const message: Readable = tx.bodyStream();
-    try {
-      for await (const raw of message) {
-        signal.throwIfAborted();
-        const chunk = typeof raw === 'string' ? Buffer.from(raw, 'utf8') : (raw as Buffer);
-        const out = Buffer.allocUnsafe(chunk.length * 2 + 2);
-        let n = 0;
-        for (let i = 0; i < chunk.length; i++) {
-          const byte = chunk[i]!;
-          if (heldCr) {
-            heldCr = false;
-            out[n++] = LF;
-            lineStart = true;
-            if (byte === LF) continue;
-          }
-          if (byte === CR) {
-            heldCr = true;
-            continue;
-          }
-          if (byte === LF) {
-            out[n++] = LF;
-            lineStart = true;
-            continue;
-          }
-          if (lineStart && byte === DOT) out[n++] = DOT;
-          out[n++] = byte;
-          lineStart = false;
-        }
-        if (n > 0) await write(stdin, out.subarray(0, n));
-      }
-    } finally {
-      message.destroy();
-    }
-    const tail = (heldCr || !lineStart ? '\n' : '') + '.\nQUIT\n';
-    await new Promise<void>((resolve, reject) => {
-      stdin.once('error', reject);
-      stdin.end(tail, () => resolve());
-    });
+    yield* convertStream(tx.bodyStream(), new DataEncoder('lf'));
+    yield 'QUIT\n';
   }
 }
 
 /** An address as it goes into a batch line: no line breaks can sneak in. */
 function oneLine(text: string): string {
   return text.replace(/[\r\n]/g, '');
-}
-
-function clip(text: string): string {
-  const clean = text.replace(/[^\x20-\x7e]/g, '?');
-  return clean.length > 400 ? clean.slice(0, 397) + '...' : clean;
-}
-
-function collect(stream: Readable, limit: number): Promise<Buffer> {
-  return new Promise((resolve) => {
-    const parts: Buffer[] = [];
-    let size = 0;
-    stream.on('data', (chunk: Buffer) => {
-      if (size < limit) parts.push(chunk.subarray(0, limit - size));
-      size += chunk.length;
-    });
-    stream.on('error', () => resolve(Buffer.concat(parts)));
-    stream.on('close', () => resolve(Buffer.concat(parts)));
-  });
-}
-
-function write(stream: Writable, data: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: Error): void => reject(err);
-    stream.once('error', onError);
-    const ok = stream.write(data, (err) => {
-      stream.off('error', onError);
-      if (err) reject(err);
-      else if (ok) resolve();
-    });
-    if (!ok) stream.once('drain', () => resolve());
-  });
 }

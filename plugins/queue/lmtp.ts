@@ -46,45 +46,18 @@
  */
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { dirname, resolve } from 'node:path';
-import type { Readable } from 'node:stream';
-import { Plugin, DECLINED, DENY, DENYSOFT, OK, LOGERROR, LOGINFO, LOGWARN } from 'qpsmtpd';
+import { Plugin, CONNECT_FAILURES, DECLINED, DENY, DENYSOFT, OK, LOGERROR, LOGINFO, LOGWARN, MailRefusal, SmtpClient, SmtpLinkError, describeReply, dialogueFailure, mailFromCommand, parseExtensions, rcptCommands, recipientRefusalText, refusedRecipients, replyRefusal } from 'qpsmtpd';
 import type { Address, HookResult, PluginHost, Transaction } from 'qpsmtpd';
 
-const CR = 0x0d;
-const LF = 0x0a;
-const DOT = 0x2e;
-const MAX_REPLY_LINE = 8192;
-const MAX_REPLY_LINES = 200;
 const MAX_REMEMBERED = 10_000;
-
-interface Reply {
-  readonly code: number;
-  readonly lines: readonly string[];
-}
+/** Besides TCP's: a unix socket that is not there, or not ours to use. */
+const LMTP_CONNECT_FAILURES = [...CONNECT_FAILURES, 'ENOENT', 'EACCES'];
 
 /** What happened to one recipient. */
 export interface LmtpResult {
   readonly recipient: string;
   readonly code: number;
   readonly text: string;
-}
-
-class Outcome extends Error {
-  constructor(
-    readonly result: typeof DENY | typeof DENYSOFT,
-    readonly text: string,
-  ) {
-    super(text);
-  }
-}
-
-class LinkError extends Error {
-  constructor(
-    message: string,
-    readonly enhanced: string,
-  ) {
-    super(message);
-  }
 }
 
 type Target = { readonly host: string; readonly port: number } | { readonly path: string };
@@ -139,67 +112,44 @@ export default class Lmtp extends Plugin {
     if (skipped > 0) this.log(LOGINFO, `${skipped} recipient(s) already got this message on an earlier try: skipping them`);
     if (todo.length === 0) return [OK, `Delivered to ${tx.recipients.length} recipient(s)`];
 
-    let lmtp: LmtpClient | undefined;
+    let lmtp: SmtpClient | undefined;
     try {
-      lmtp = await LmtpClient.open(this.target, this.timeoutMs, this.signal);
+      const target = this.target;
+      const open = (): Socket => ('path' in target ? netConnect({ path: target.path }) : netConnect({ host: target.host, port: target.port }));
+      lmtp = await SmtpClient.connect(open, { timeoutMs: this.timeoutMs, signal: this.signal, protocol: 'LMTP', peer: 'the LMTP server' });
       const results = await this.dialogue(lmtp, tx, todo);
       tx.notes['lmtp'] = results;
       return this.verdict(tx, todo, results, skipped, keys);
     } catch (err) {
-      if (err instanceof Outcome) {
-        this.log(err.result === DENY ? LOGWARN : LOGERROR, `${where}: ${err.text}`);
-        return [err.result, err.text];
-      }
-      const link = err instanceof LinkError ? err : linkError(err, this.signal);
-      this.log(LOGERROR, `${where}: ${link.message}`);
-      return [DENYSOFT, `${link.enhanced} Mail store unavailable, try again later`];
+      const failure = dialogueFailure(err, this.signal, 'Mail store unavailable, try again later', LMTP_CONNECT_FAILURES);
+      this.log(failure.permanent ? LOGWARN : LOGERROR, `${where}: ${failure.reason}`);
+      return [failure.permanent ? DENY : DENYSOFT, failure.text];
     } finally {
       lmtp?.quit();
     }
   }
 
   /** Greeting to the per-recipient replies after the final dot (one per accepted recipient). */
-  private async dialogue(lmtp: LmtpClient, tx: Transaction, recipients: readonly Address[]): Promise<LmtpResult[]> {
+  private async dialogue(lmtp: SmtpClient, tx: Transaction, recipients: readonly Address[]): Promise<LmtpResult[]> {
     const greeting = await lmtp.read();
-    if (greeting.code !== 220) throw new LinkError(`greeting ${describe(greeting)}`, '4.4.1');
+    if (greeting.code !== 220) throw new SmtpLinkError(`greeting ${describeReply(greeting)}`, '4.4.1');
     const lhlo = await lmtp.command(`LHLO ${this.config('me') ?? 'localhost'}`);
-    if (lhlo.code !== 250) throw new LinkError(`LHLO: ${describe(lhlo)}`, '4.4.1');
-    const caps = new Set<string>();
-    for (const line of lhlo.lines.slice(1)) caps.add(line.trim().split(/[ =]/)[0]!.toUpperCase());
+    if (lhlo.code !== 250) throw new SmtpLinkError(`LHLO: ${describeReply(lhlo)}`, '4.4.1');
+    const caps = parseExtensions(lhlo);
 
-    const sender = tx.sender;
-    const params: string[] = [];
-    if (caps.has('SIZE')) params.push(`SIZE=${tx.header.toBuffer().length + 2 + tx.bodyLength}`);
-    const body = tx.mailParams['body'];
-    if (typeof body === 'string' && body.toUpperCase() === '8BITMIME' && caps.has('8BITMIME')) params.push('BODY=8BITMIME');
-    const international = (sender?.isInternational ?? false) || recipients.some((r) => r.isInternational);
-    if (tx.mailParams['smtputf8'] !== undefined || international) {
-      if (caps.has('SMTPUTF8')) params.push('SMTPUTF8');
-      else if (international) throw new Outcome(DENY, '5.6.7 The mail store cannot take internationalized addresses (no SMTPUTF8)');
-    }
-    const mailLine = `MAIL FROM:${sender === undefined ? '<>' : String(sender)}${params.map((p) => ' ' + p).join('')}`;
-    const rcptLines = recipients.map((r) => `RCPT TO:${String(r)}`);
-    let mailReply: Reply;
-    const rcptReplies: Reply[] = [];
-    if (caps.has('PIPELINING')) {
-      await lmtp.send([mailLine, ...rcptLines].map((l) => l + '\r\n').join(''));
-      mailReply = await lmtp.read();
-      for (let i = 0; i < rcptLines.length; i++) rcptReplies.push(await lmtp.read());
-    } else {
-      mailReply = await lmtp.command(mailLine);
-      if (mailReply.code === 250) for (const line of rcptLines) rcptReplies.push(await lmtp.command(line));
-    }
-    if (mailReply.code !== 250) throw refusal(mailReply);
+    const mailLine = mailFromCommand(tx, recipients, caps);
+    if (mailLine === undefined) throw new MailRefusal(true, '5.6.7 The mail store cannot take internationalized addresses (no SMTPUTF8)');
+    const envelope = await lmtp.sendEnvelope(mailLine, rcptCommands(recipients), caps.has('PIPELINING'));
+    if (envelope.mail.code !== 250) throw replyRefusal(envelope.mail, 'refused by the mail store');
     // Refusals at RCPT time: nothing delivered yet, the message is judged as a whole.
-    const refused = recipients.map((r, i) => ({ rcpt: r, reply: rcptReplies[i]! })).filter(({ reply }) => reply.code !== 250 && reply.code !== 251);
+    const refused = refusedRecipients(recipients, envelope.rcpts);
     if (refused.length > 0) {
       const temporary = refused.filter(({ reply }) => reply.code < 500);
       const shown = temporary.length > 0 ? temporary : refused;
-      const enhanced = enhancedOf(shown[0]!.reply) ?? (temporary.length > 0 ? '4.1.0' : '5.1.0');
-      throw new Outcome(temporary.length > 0 ? DENYSOFT : DENY, clip(`${enhanced} ${listRefused(shown.map(({ rcpt, reply }) => ({ rcpt, reply })))}`));
+      throw new MailRefusal(temporary.length === 0, recipientRefusalText(shown, temporary.length > 0 ? '4.1.0' : '5.1.0'));
     }
     const data = await lmtp.command('DATA');
-    if (data.code !== 354) throw refusal(data);
+    if (data.code !== 354) throw replyRefusal(data, 'refused by the mail store');
     await lmtp.sendMessage(tx.bodyStream());
     const results: LmtpResult[] = [];
     for (const rcpt of recipients) {
@@ -220,15 +170,13 @@ export default class Lmtp extends Plugin {
     const temporary = failed.filter(({ reply }) => reply.code < 500);
     if (temporary.length > 0) {
       if (delivered.length > 0) this.remember(tx, delivered, keys);
-      const enhanced = enhancedOf(temporary[0]!.reply) ?? '4.2.0';
       const got = delivered.length + skipped;
       const prefix = got > 0 ? `delivered to ${got} of ${tx.recipients.length}; will take the rest on retry: ` : '';
-      return [DENYSOFT, clip(`${enhanced} ${prefix}${listRefused(temporary)}`)];
+      return [DENYSOFT, recipientRefusalText(temporary, '4.2.0', prefix)];
     }
-    const enhanced = enhancedOf(failed[0]!.reply) ?? '5.2.0';
     const got = [...(skipped > 0 ? [`${skipped} earlier`] : []), ...delivered.map((r) => String(r))];
     const prefix = got.length > 0 ? `delivered to ${got.join(', ')}; not to: ` : '';
-    return [DENY, clip(`${enhanced} ${prefix}${listRefused(failed)}`)];
+    return [DENY, recipientRefusalText(failed, '5.2.0', prefix)];
   }
 
   /** Per recipient: the memory key, or undefined when the message has no Message-ID. */
@@ -264,232 +212,5 @@ export default class Lmtp extends Plugin {
       if (at >= now && this.delivered.size <= MAX_REMEMBERED) break;
       this.delivered.delete(key);
     }
-  }
-}
-
-function listRefused(failed: readonly { rcpt: Address; reply: Reply }[]): string {
-  const one = ({ rcpt, reply }: { rcpt: Address; reply: Reply }): string => {
-    const text = stripEnhanced(reply.lines.join(' '));
-    return text.includes(rcpt.address) ? text : `${String(rcpt)}: ${text}`;
-  };
-  return failed.slice(0, 5).map(one).join('; ') + (failed.length > 5 ? `; and ${failed.length - 5} more` : '');
-}
-
-function refusal(reply: Reply): Outcome {
-  const permanent = reply.code >= 500 && reply.code <= 599;
-  const enhanced = enhancedOf(reply) ?? (permanent ? '5.0.0' : '4.0.0');
-  return new Outcome(permanent ? DENY : DENYSOFT, clip(`${enhanced} ${stripEnhanced(reply.lines.join(' ')) || 'refused by the mail store'}`));
-}
-
-function enhancedOf(reply: Reply): string | undefined {
-  const m = /^([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)/.exec(reply.lines[0] ?? '');
-  if (!m || Number(m[1]) !== Math.floor(reply.code / 100)) return undefined;
-  return `${m[1]}.${m[2]}.${m[3]}`;
-}
-
-function stripEnhanced(text: string): string {
-  return text.replace(/^[245]\.\d{1,3}\.\d{1,3}\s*/, '').trim();
-}
-
-function clip(text: string): string {
-  const clean = text.replace(/[^\x20-\x7e]/g, '?');
-  return clean.length > 400 ? clean.slice(0, 397) + '...' : clean;
-}
-
-function describe(reply: Reply): string {
-  return `${reply.code} ${reply.lines.join(' ')}`.slice(0, 300);
-}
-
-function linkError(err: unknown, signal: AbortSignal): LinkError {
-  if (signal.aborted) return new LinkError('the hook ran out of time (plugin_timeout)', '4.4.2');
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  const message = err instanceof Error ? err.message : String(err);
-  if (code === 'ECONNREFUSED' || code === 'ENOENT' || code === 'EACCES' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
-    return new LinkError(`cannot connect: ${message}`, '4.4.1');
-  }
-  return new LinkError(message, '4.4.2');
-}
-
-/** The LMTP client side of one connection. */
-class LmtpClient {
-  private pending: Buffer = Buffer.alloc(0);
-  private lines: string[] = [];
-  private replies: Reply[] = [];
-  private waiter: { resolve: (r: Reply) => void; reject: (e: Error) => void } | undefined;
-  private drainWaiter: ((err: Error) => void) | undefined;
-  private failure: Error | undefined;
-  private readonly onAbort = (): void => this.fail(new LinkError('the hook ran out of time (plugin_timeout)', '4.4.2'));
-
-  private constructor(
-    private readonly socket: Socket,
-    private readonly timeoutMs: number,
-    private readonly signal: AbortSignal,
-  ) {
-    socket.on('data', (chunk: Buffer) => this.received(chunk));
-    socket.on('error', (err) => this.fail(err));
-    socket.on('close', () => this.fail(new LinkError('the LMTP server closed the connection', '4.4.2')));
-    signal.addEventListener('abort', this.onAbort, { once: true });
-  }
-
-  static async open(target: Target, timeoutMs: number, signal: AbortSignal): Promise<LmtpClient> {
-    signal.throwIfAborted();
-    const socket = 'path' in target ? netConnect({ path: target.path }) : netConnect({ host: target.host, port: target.port });
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => done(new LinkError(`no connection within ${timeoutMs / 1000} s`, '4.4.1')), timeoutMs);
-      const onAbort = (): void => done(new LinkError('the hook ran out of time (plugin_timeout)', '4.4.2'));
-      const onConnect = (): void => done();
-      const onError = (err: Error): void => done(err);
-      const done = (err?: Error): void => {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', onAbort);
-        socket.off('connect', onConnect);
-        socket.off('error', onError);
-        if (err) {
-          socket.destroy();
-          reject(err);
-        } else resolve();
-      };
-      socket.once('connect', onConnect);
-      socket.once('error', onError);
-      signal.addEventListener('abort', onAbort, { once: true });
-    });
-    return new LmtpClient(socket, timeoutMs, signal);
-  }
-
-  private received(chunk: Buffer): void {
-    let data = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
-    for (let nl = data.indexOf(LF); nl !== -1; nl = data.indexOf(LF)) {
-      const end = nl > 0 && data[nl - 1] === CR ? nl - 1 : nl;
-      this.line(data.subarray(0, end).toString('utf8'));
-      data = data.subarray(nl + 1);
-      if (this.failure) return;
-    }
-    if (data.length > MAX_REPLY_LINE) return this.fail(new LinkError('reply line too long', '4.4.2'));
-    this.pending = Buffer.from(data);
-  }
-
-  private line(text: string): void {
-    const m = /^(\d{3})([ -]?)(.*)$/s.exec(text);
-    if (!m || text.length > MAX_REPLY_LINE) return this.fail(new LinkError(`not an LMTP reply: ${text.slice(0, 100)}`, '4.4.2'));
-    this.lines.push(m[3]!);
-    if (m[2] === '-') {
-      if (this.lines.length > MAX_REPLY_LINES) this.fail(new LinkError('reply with too many lines', '4.4.2'));
-      return;
-    }
-    const reply: Reply = { code: Number(m[1]), lines: this.lines };
-    this.lines = [];
-    if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = undefined;
-      w.resolve(reply);
-    } else this.replies.push(reply);
-  }
-
-  private fail(err: Error): void {
-    if (this.failure) return;
-    this.failure = err;
-    this.waiter?.reject(err);
-    this.waiter = undefined;
-    this.drainWaiter?.(err);
-    this.drainWaiter = undefined;
-  }
-
-  read(): Promise<Reply> {
-    const ready = this.replies.shift();
-    if (ready) return Promise.resolve(ready);
-    if (this.failure) return Promise.reject(this.failure);
-    return new Promise<Reply>((resolve, reject) => {
-      const timer = setTimeout(() => this.fail(new LinkError(`no reply within ${this.timeoutMs / 1000} s`, '4.4.2')), this.timeoutMs);
-      this.waiter = {
-        resolve: (r) => {
-          clearTimeout(timer);
-          resolve(r);
-        },
-        reject: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      };
-    });
-  }
-
-  async send(data: string | Buffer): Promise<void> {
-    if (this.failure) throw this.failure;
-    if (this.socket.write(data)) return;
-    await new Promise<void>((resolve, reject) => {
-      const onDrain = (): void => {
-        this.drainWaiter = undefined;
-        resolve();
-      };
-      this.drainWaiter = (err: Error) => {
-        this.socket.off('drain', onDrain);
-        reject(err);
-      };
-      this.socket.once('drain', onDrain);
-    });
-  }
-
-  async command(line: string): Promise<Reply> {
-    await this.send(line + '\r\n');
-    return this.read();
-  }
-
-  /** The message with CRLF line ends and dots doubled at line starts, then the final dot. */
-  async sendMessage(message: Readable): Promise<void> {
-    let lineStart = true;
-    let heldCr = false;
-    try {
-      for await (const chunk of message) {
-        this.signal.throwIfAborted();
-        const input = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : (chunk as Buffer);
-        const out = Buffer.allocUnsafe(input.length * 2 + 2);
-        let n = 0;
-        for (let i = 0; i < input.length; i++) {
-          const byte = input[i]!;
-          if (heldCr) {
-            heldCr = false;
-            out[n++] = CR;
-            out[n++] = LF;
-            lineStart = true;
-            if (byte === LF) continue;
-          }
-          if (byte === CR) {
-            heldCr = true;
-            continue;
-          }
-          if (byte === LF) {
-            out[n++] = CR;
-            out[n++] = LF;
-            lineStart = true;
-            continue;
-          }
-          if (lineStart && byte === DOT) out[n++] = DOT;
-          out[n++] = byte;
-          lineStart = false;
-        }
-        if (n > 0) await this.send(out.subarray(0, n));
-      }
-    } catch (err) {
-      message.destroy();
-      throw err;
-    }
-    await this.send((heldCr || !lineStart ? '\r\n' : '') + '.\r\n');
-  }
-
-  quit(): void {
-    this.signal.removeEventListener('abort', this.onAbort);
-    const socket = this.socket;
-    if (this.failure || socket.destroyed) {
-      socket.destroy();
-      return;
-    }
-    this.failure = new LinkError('closed', '4.4.2');
-    const timer = setTimeout(() => socket.destroy(), 5000);
-    timer.unref();
-    socket.once('close', () => clearTimeout(timer));
-    socket.on('data', (chunk: Buffer) => {
-      if (/^221/m.test(chunk.toString('latin1'))) socket.destroy();
-    });
-    socket.end('QUIT\r\n');
   }
 }

@@ -62,15 +62,11 @@
 import { chmod, link, mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { constants as osConstants, hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { Plugin, DECLINED, DENYSOFT, OK, LOGERROR, LOGINFO, LOGWARN } from 'qpsmtpd';
+import { Plugin, CrlfToLf, DECLINED, DENYSOFT, OK, LOGERROR, LOGINFO, LOGWARN, convertStream } from 'qpsmtpd';
 import type { Address, HookResult, PluginHost, Transaction } from 'qpsmtpd';
 
 const SUBSTITUTION = /%[ldu]/;
 const OCTAL_MODE = /^0?[0-7]{3}$/;
-const CR = 0x0d;
-const LF = 0x0a;
-const CR_BYTE = Buffer.from([CR]);
-const EMPTY = Buffer.alloc(0);
 /** Gather small chunks into writes of about this size. */
 const WRITE_BATCH = 64 * 1024;
 
@@ -227,13 +223,7 @@ export default class QueueMaildir extends Plugin {
       for (const rcpt of deliveredTo) head += `Delivered-To: ${rcpt}\n`;
       const writer = new BatchWriter(handle, fault);
       await writer.write(Buffer.from(head, 'utf8'));
-      const lf = new CrlfToLf();
-      const signal = this.signal;
-      for await (const chunk of tx.bodyStream()) {
-        signal.throwIfAborted();
-        await writer.write(lf.convert(typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : (chunk as Buffer)));
-      }
-      await writer.write(lf.end());
+      for await (const chunk of convertStream(tx.bodyStream(), new CrlfToLf(), this.signal)) await writer.write(chunk);
       await writer.flush();
       await handle.sync();
     } finally {
@@ -332,45 +322,6 @@ async function cleanUp(files: readonly InFlight[]): Promise<void> {
 function describe(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
-}
-
-/**
- * CRLF to LF over a stream of chunks. A CR at the end of a chunk is held until the next chunk shows
- * whether an LF follows; a CR that no LF follows is kept as it is.
- */
-export class CrlfToLf {
-  private heldCr = false;
-
-  convert(chunk: Buffer): Buffer {
-    if (chunk.length === 0) return EMPTY;
-    const parts: Buffer[] = [];
-    if (this.heldCr) {
-      this.heldCr = false;
-      if (chunk[0] !== LF) parts.push(CR_BYTE);
-    }
-    let start = 0;
-    for (let i = chunk.indexOf(CR); i !== -1; i = chunk.indexOf(CR, i + 1)) {
-      if (i === chunk.length - 1) {
-        parts.push(chunk.subarray(start, i));
-        this.heldCr = true;
-        start = chunk.length;
-        break;
-      }
-      if (chunk[i + 1] === LF) {
-        parts.push(chunk.subarray(start, i));
-        start = i + 1;
-      }
-    }
-    if (start < chunk.length) parts.push(chunk.subarray(start));
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-  }
-
-  /** What is still held at the end of the stream. */
-  end(): Buffer {
-    const held = this.heldCr;
-    this.heldCr = false;
-    return held ? CR_BYTE : EMPTY;
-  }
 }
 
 /** Collects small buffers into larger writes; every byte is written or the call throws. */

@@ -43,13 +43,9 @@
  *
  * Config files: none. Hooks: queue.
  */
-import { spawn } from 'node:child_process';
-import type { Readable, Writable } from 'node:stream';
-import { Plugin, DECLINED, DENY, DENYSOFT, OK, LOGERROR, LOGINFO, LOGWARN } from 'qpsmtpd';
+import { Plugin, CrlfToLf, DECLINED, DENY, DENYSOFT, OK, LOGERROR, LOGINFO, LOGWARN, convertStream, messageSize, runProgram } from 'qpsmtpd';
 import type { Address, HookResult, PluginHost, Transaction } from 'qpsmtpd';
 
-const CR = 0x0d;
-const LF = 0x0a;
 const PERMANENT_EXIT = 100;
 
 interface Run {
@@ -125,7 +121,7 @@ export default class Pipe extends Plugin {
       PATH: this.env['PATH'] ?? '/usr/local/bin:/usr/bin:/bin',
       SENDER: sender,
       RECIPIENTS: recipients.map((r) => r.address).join('\n'),
-      SIZE: String(tx.header.toBuffer().length + 2 + tx.bodyLength),
+      SIZE: String(messageSize(tx)),
       REMOTE_IP: conn.remoteIp,
       HELO: conn.helloHost ?? '',
       QPSMTPD_TRANSACTION: tx.id,
@@ -133,42 +129,26 @@ export default class Pipe extends Plugin {
     if (this.perRecipient) env['RECIPIENT'] = recipients[0]!.address;
     if (conn.remoteHost !== '' && !conn.remoteHost.startsWith('[')) env['REMOTE_HOST'] = conn.remoteHost;
 
-    const signal = AbortSignal.any([this.signal, AbortSignal.timeout(this.timeoutMs)]);
     // Its own process group, so a time-out ends what it started too (a shell script's children).
-    const child = spawn(this.command, argv, { stdio: ['pipe', 'pipe', 'pipe'], env, detached: true });
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('close', (code, sig) => resolve({ code, signal: sig })));
-    const startError = await new Promise<Error | undefined>((resolve) => {
-      child.once('spawn', () => resolve(undefined));
-      child.once('error', (err) => resolve(err));
+    const run = await runProgram({
+      command: this.command,
+      args: argv,
+      env,
+      timeoutMs: this.timeoutMs,
+      signal: this.signal,
+      processGroup: true,
+      input: [{ fd: 0, data: () => convertStream(tx.bodyStream(), this.crlf ? undefined : new CrlfToLf()) }],
+      collect: { 1: 4096, 2: 4096 },
     });
-    if (startError !== undefined) {
-      this.log(LOGERROR, `cannot run ${this.command}: ${startError.message}`);
+    if (!run.started) {
+      this.log(LOGERROR, `cannot run ${this.command}: ${run.error.message}`);
       return { result: DENYSOFT, text: '4.3.0 Delivery program failed, try again later' };
     }
-    const stdout = collect(child.stdout!, 4096);
-    const stderr = collect(child.stderr!, 4096);
-    let timedOut = false;
-    const kill = (): void => {
-      timedOut = true;
-      try {
-        process.kill(-child.pid!, 'SIGKILL');
-      } catch {
-        child.kill('SIGKILL');
-      }
-    };
-    signal.addEventListener('abort', kill, { once: true });
-    let fed = true;
-    try {
-      await feed(child.stdin!, tx.bodyStream(), this.crlf, signal);
-    } catch (err) {
-      fed = false;
-      if (!timedOut) this.log(LOGWARN, `${this.command} did not read the whole message: ${(err as Error).message}`);
-      child.stdin!.destroy();
-    }
-    const { code, signal: killedBy } = await exited;
-    signal.removeEventListener('abort', kill);
-    const firstLine = (await stdout).toString('utf8').split('\n').map((l) => clean(l)).find((l) => l !== '') ?? '';
-    const err = (await stderr).toString('utf8').trim();
+    const { code, signal: killedBy, killed: timedOut, inputError } = run;
+    const fed = inputError === undefined;
+    if (inputError !== undefined && !timedOut) this.log(LOGWARN, `${this.command} did not read the whole message: ${inputError.message}`);
+    const firstLine = run.output(1).toString('utf8').split('\n').map((l) => clean(l)).find((l) => l !== '') ?? '';
+    const err = run.output(2).toString('utf8').trim();
     const who = `${this.command} for ${recipients.map((r) => String(r)).join(', ')}`;
     if (err !== '') this.log(code === 0 ? LOGINFO : LOGWARN, `${who}: ${err.replace(/\n+/g, ' | ')}`);
 
@@ -201,66 +181,4 @@ function withEnhanced(text: string, enhanced: string, fallback: string): string 
 function clean(line: string): string {
   const text = line.replace(/[^\x20-\x7e]/g, '?').trim();
   return text.length > 300 ? text.slice(0, 297) + '...' : text;
-}
-
-function collect(stream: Readable, limit: number): Promise<Buffer> {
-  return new Promise((resolve) => {
-    const parts: Buffer[] = [];
-    let size = 0;
-    stream.on('data', (chunk: Buffer) => {
-      if (size < limit) parts.push(chunk.subarray(0, limit - size));
-      size += chunk.length;
-    });
-    stream.on('error', () => resolve(Buffer.concat(parts)));
-    stream.on('close', () => resolve(Buffer.concat(parts)));
-  });
-}
-
-/** The message into stdin (LF line ends unless `crlf`), then end it; throws if the program stops reading. */
-async function feed(stdin: Writable, message: Readable, crlf: boolean, signal: AbortSignal): Promise<void> {
-  let heldCr = false;
-  try {
-    for await (const raw of message) {
-      signal.throwIfAborted();
-      let chunk = typeof raw === 'string' ? Buffer.from(raw, 'utf8') : (raw as Buffer);
-      if (!crlf) {
-        const out = Buffer.allocUnsafe(chunk.length + 1);
-        let n = 0;
-        for (let i = 0; i < chunk.length; i++) {
-          const byte = chunk[i]!;
-          if (heldCr) {
-            heldCr = false;
-            if (byte !== LF) out[n++] = CR;
-          }
-          if (byte === CR) heldCr = true;
-          else out[n++] = byte;
-        }
-        chunk = out.subarray(0, n);
-      }
-      if (chunk.length > 0) await write(stdin, chunk);
-    }
-  } finally {
-    message.destroy();
-  }
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: Error): void => reject(err);
-    stdin.once('error', onError);
-    stdin.end(heldCr ? Buffer.from([CR]) : Buffer.alloc(0), () => {
-      stdin.off('error', onError);
-      resolve();
-    });
-  });
-}
-
-function write(stream: Writable, data: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: Error): void => reject(err);
-    stream.once('error', onError);
-    const ok = stream.write(data, (err) => {
-      stream.off('error', onError);
-      if (err) reject(err);
-      else if (ok) resolve();
-    });
-    if (!ok) stream.once('drain', () => resolve());
-  });
 }

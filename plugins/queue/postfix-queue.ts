@@ -49,7 +49,7 @@
  */
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import { Plugin, DECLINED, DENY, DENYSOFT, OK, LOGDEBUG, LOGERROR, LOGINFO, LOGWARN } from 'qpsmtpd';
+import { Plugin, DECLINED, DENY, DENYSOFT, OK, LOGDEBUG, LOGERROR, LOGINFO, LOGWARN, clipReplyText as clip, connectWithin, convertStream, isInternational } from 'qpsmtpd';
 import type { HookResult, PluginHost, Transaction } from 'qpsmtpd';
 
 const DEFAULT_SOCKET = '/var/spool/postfix/public/cleanup';
@@ -141,8 +141,7 @@ export default class PostfixQueue extends Plugin {
       const qid = hello.get('queue_id');
       if (qid === undefined) throw new Unavailable(`cleanup sent no queue_id (got ${[...hello.keys()].join(', ') || 'nothing'})`);
       let flags = this.flags | FLAG_SMTP_REPLY;
-      const international = (tx.sender?.isInternational ?? false) || tx.recipients.some((r) => r.isInternational);
-      if (tx.mailParams['smtputf8'] !== undefined || international) flags |= FLAG_SMTPUTF8;
+      if (tx.mailParams['smtputf8'] !== undefined || isInternational(tx)) flags |= FLAG_SMTPUTF8;
       this.log(LOGDEBUG, `cleanup at ${used}: queue id ${qid}, flags ${flags}`);
       await conn.write(attributes([['flags', String(flags)]]));
       await conn.write(this.envelope(tx));
@@ -246,36 +245,15 @@ function oneLine(text: string): string {
   return text.replace(/[\r\n\0]/g, ' ');
 }
 
-function clip(text: string): string {
-  const clean = text.replace(/[^\x20-\x7e]/g, '?');
-  return clean.length > 400 ? clean.slice(0, 397) + '...' : clean;
-}
-
 /** Connect to a unix socket path or HOST:PORT. */
-async function open(where: string, signal: AbortSignal): Promise<Socket> {
-  signal.throwIfAborted();
+function open(where: string, signal: AbortSignal): Promise<Socket> {
   const tcp = /^\[?([^\]/]+?)\]?:(\d+)$/.exec(where);
-  const socket = where.startsWith('/') || !tcp ? netConnect({ path: where }) : netConnect({ host: tcp[1]!, port: Number(tcp[2]) });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => done(new Error('no connection in time')), TIMEOUT_MS);
-    const onAbort = (): void => done(new Error('the hook ran out of time'));
-    const onConnect = (): void => done();
-    const onError = (err: Error): void => done(err);
-    const done = (err?: Error): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', onAbort);
-      socket.off('connect', onConnect);
-      socket.off('error', onError);
-      if (err) {
-        socket.destroy();
-        reject(err);
-      } else resolve();
-    };
-    socket.once('connect', onConnect);
-    socket.once('error', onError);
-    signal.addEventListener('abort', onAbort, { once: true });
+  return connectWithin(() => (where.startsWith('/') || !tcp ? netConnect({ path: where }) : netConnect({ host: tcp[1]!, port: Number(tcp[2]) })), {
+    timeoutMs: TIMEOUT_MS,
+    signal,
+    timeoutError: () => new Error('no connection in time'),
+    abortError: () => new Error('the hook ran out of time'),
   });
-  return socket;
 }
 
 /** Reads attribute lists and writes records on one connection to cleanup. */
@@ -359,36 +337,30 @@ class CleanupConnection {
         await this.write(out);
       }
     };
-    try {
-      for await (const raw of message) {
-        this.signal.throwIfAborted();
-        let chunk = typeof raw === 'string' ? Buffer.from(raw, 'utf8') : (raw as Buffer);
-        for (let nl = chunk.indexOf(LF); ; nl = chunk.indexOf(LF)) {
-          const piece = nl === -1 ? chunk : chunk.subarray(0, nl);
-          line.push(piece);
-          lineLength += piece.length;
-          if (nl === -1) break;
-          let whole = Buffer.concat(line, lineLength);
-          if (whole.length > 0 && whole[whole.length - 1] === CR) whole = whole.subarray(0, whole.length - 1);
-          for (; whole.length > RECORD_LIMIT; whole = whole.subarray(RECORD_LIMIT)) await emit(REC.CONT, whole.subarray(0, RECORD_LIMIT));
-          await emit(REC.NORM, whole);
-          line = [];
-          lineLength = 0;
-          chunk = chunk.subarray(nl + 1);
-        }
-        // A very long line: send what cannot be a line end yet (keep a trailing CR back).
-        if (lineLength > RECORD_LIMIT * 2) {
-          const held = Buffer.concat(line, lineLength);
-          const keep = held[held.length - 1] === CR ? 1 : 0;
-          let out = held.subarray(0, held.length - keep);
-          for (; out.length >= RECORD_LIMIT; out = out.subarray(RECORD_LIMIT)) await emit(REC.CONT, out.subarray(0, RECORD_LIMIT));
-          line = [Buffer.from(out), ...(keep ? [Buffer.from([CR])] : [])];
-          lineLength = out.length + keep;
-        }
+    // The hook's signal is checked between chunks; a failure destroys the message stream.
+    for await (let chunk of convertStream(message, undefined, this.signal)) {
+      for (let nl = chunk.indexOf(LF); ; nl = chunk.indexOf(LF)) {
+        const piece = nl === -1 ? chunk : chunk.subarray(0, nl);
+        line.push(piece);
+        lineLength += piece.length;
+        if (nl === -1) break;
+        let whole = Buffer.concat(line, lineLength);
+        if (whole.length > 0 && whole[whole.length - 1] === CR) whole = whole.subarray(0, whole.length - 1);
+        for (; whole.length > RECORD_LIMIT; whole = whole.subarray(RECORD_LIMIT)) await emit(REC.CONT, whole.subarray(0, RECORD_LIMIT));
+        await emit(REC.NORM, whole);
+        line = [];
+        lineLength = 0;
+        chunk = chunk.subarray(nl + 1);
       }
-    } catch (err) {
-      message.destroy();
-      throw err;
+      // A very long line: send what cannot be a line end yet (keep a trailing CR back).
+      if (lineLength > RECORD_LIMIT * 2) {
+        const held = Buffer.concat(line, lineLength);
+        const keep = held[held.length - 1] === CR ? 1 : 0;
+        let out = held.subarray(0, held.length - keep);
+        for (; out.length >= RECORD_LIMIT; out = out.subarray(RECORD_LIMIT)) await emit(REC.CONT, out.subarray(0, RECORD_LIMIT));
+        line = [Buffer.from(out), ...(keep ? [Buffer.from([CR])] : [])];
+        lineLength = out.length + keep;
+      }
     }
     if (lineLength > 0) await emit(REC.NORM, Buffer.concat(line, lineLength));
     if (batchLength > 0) await this.write(Buffer.concat(batch, batchLength));

@@ -36,15 +36,11 @@
  *
  * Config files: none. Environment: QMAILQUEUE, QMAIL. Hooks: queue.
  */
-import { spawn } from 'node:child_process';
-import type { Readable, Writable } from 'node:stream';
-import { Plugin, DECLINED, DENY, DENYSOFT, OK, LOGERROR, LOGINFO, LOGNOTICE, LOGWARN } from 'qpsmtpd';
+import { Plugin, CrlfToLf, DECLINED, DENY, DENYSOFT, OK, LOGERROR, LOGINFO, LOGNOTICE, LOGWARN, clipReplyText as clip, convertStream, runProgram } from 'qpsmtpd';
 import type { HookResult, PluginHost, Transaction } from 'qpsmtpd';
 
 const SAFE_PATH = /^\/[-/_.a-zA-Z0-9]*$/;
 const TIME_LIMIT_MS = 300_000;
-const CR = 0x0d;
-const LF = 0x0a;
 
 /** qmail.c's texts by exit code; `D` permanent, `Z` temporary. */
 const EXIT_TEXT: Readonly<Record<number, string>> = {
@@ -104,62 +100,47 @@ export default class QmailQueue extends Plugin {
     });
     if (conn.remoteHost !== '' && !conn.remoteHost.startsWith('[')) env['TCPREMOTEHOST'] = conn.remoteHost;
 
-    const signal = AbortSignal.any([this.signal, AbortSignal.timeout(TIME_LIMIT_MS)]);
     this.log(LOGNOTICE, `queuing to ${program}`);
-    const child = spawn(program, [], { stdio: ['pipe', 'pipe', 'pipe', 'ignore', 'ignore', 'ignore', 'pipe'], env });
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-      child.once('close', (code, sig) => resolve({ code, signal: sig }));
-    });
-    const started = await new Promise<Error | undefined>((resolve) => {
-      child.once('spawn', () => resolve(undefined));
-      child.once('error', (err) => resolve(err));
-    });
-    if (started !== undefined) {
-      this.log(LOGERROR, `cannot run ${program}: ${started.message}`);
-      return reply('Zunable to exec qq (#4.3.0)');
-    }
-    const errorText = collect((child.stdio as unknown as Readable[])[6]!, 1024);
-    const stderr = collect(child.stderr!, 4096);
-    let timedOut = false;
-    const kill = (): void => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    };
-    signal.addEventListener('abort', kill, { once: true });
-
-    let writeFailed = false;
-    try {
-      await writeAll(child.stdin!, tx.bodyStream(), signal);
-      const envelope = Buffer.concat([
+    // The message on 0 (LF line ends), then the envelope on 1; qmail-queue's error text on 6.
+    const envelope = (): Buffer =>
+      Buffer.concat([
         Buffer.from(`F${tx.sender?.address ?? ''}\0`, 'utf8'),
         ...tx.recipients.map((r) => Buffer.from(`T${r.address}\0`, 'utf8')),
         Buffer.from([0]),
       ]);
-      await endWith(child.stdout as unknown as Writable, envelope);
-    } catch (err) {
-      writeFailed = true;
-      this.log(LOGWARN, `${program} did not take the whole message and envelope: ${(err as Error).message}`);
-      child.stdin!.destroy();
-      (child.stdout as unknown as Writable).destroy();
+    const run = await runProgram({
+      command: program,
+      env,
+      timeoutMs: TIME_LIMIT_MS,
+      signal: this.signal,
+      input: [
+        { fd: 0, data: () => convertStream(tx.bodyStream(), new CrlfToLf()) },
+        { fd: 1, data: () => [envelope()] },
+      ],
+      collect: { 2: 4096, 6: 1024 },
+    });
+    if (!run.started) {
+      this.log(LOGERROR, `cannot run ${program}: ${run.error.message}`);
+      return reply('Zunable to exec qq (#4.3.0)');
     }
-    const result = await exited;
-    signal.removeEventListener('abort', kill);
-    const err = (await stderr).toString('utf8').trim();
+    const writeFailed = run.inputError !== undefined;
+    if (run.inputError !== undefined) this.log(LOGWARN, `${program} did not take the whole message and envelope: ${run.inputError.message}`);
+    const err = run.output(2).toString('utf8').trim();
     if (err !== '') this.log(LOGWARN, `${program}: ${err}`);
 
-    if (timedOut) return reply('Zqq timeout (#4.3.0)');
-    if (result.code === null) return reply('Zqq crashed (#4.3.0)');
-    const code = result.code;
+    if (run.killed) return reply('Zqq timeout (#4.3.0)');
+    if (run.code === null) return reply('Zqq crashed (#4.3.0)');
+    const code = run.code;
     if (code === 0 && !writeFailed) {
       const messageId = (tx.header.get('Message-ID') ?? '').replace(/[\r\n].*/s, '').trim();
       const id = /^<.*>$/.test(messageId) ? messageId : `<${messageId}>`;
       this.log(LOGINFO, `${program} queued the message`);
-      return [OK, clip(`Queued! ${Math.floor(Date.now() / 1000)} qp ${child.pid ?? 0} ${id}`)];
+      return [OK, clip(`Queued! ${Math.floor(Date.now() / 1000)} qp ${run.pid} ${id}`)];
     }
     let text: string;
     if (code === 0) text = EXIT_TEXT[54]!;
     else if (code === 82) {
-      const custom = (await errorText).toString('utf8').replace(/\0.*$/s, '').trim();
+      const custom = run.output(6).toString('utf8').replace(/\0.*$/s, '').trim();
       text = custom.length > 2 && /^[DZ]/.test(custom) ? custom : 'Zqq temporary problem (#4.3.0)';
     } else text = EXIT_TEXT[code] ?? (code >= 11 && code <= 40 ? 'Dqq permanent problem (#5.3.0)' : 'Zqq temporary problem (#4.3.0)');
     this.log(LOGERROR, `${program} exited ${code}: ${text.slice(1)}`);
@@ -174,73 +155,4 @@ function reply(text: string): HookResult {
   const m = /\(#([245]\.\d{1,3}\.\d{1,3})\)/.exec(body);
   const enhanced = m !== null && m[1]![0] === (permanent ? '5' : '4') ? m[1]! : permanent ? '5.3.0' : '4.3.0';
   return [permanent ? DENY : DENYSOFT, clip(`${enhanced} ${body}`)];
-}
-
-function clip(text: string): string {
-  const clean = text.replace(/[^\x20-\x7e]/g, '?');
-  return clean.length > 400 ? clean.slice(0, 397) + '...' : clean;
-}
-
-/** Up to `limit` bytes of a stream, the rest read and dropped. */
-function collect(stream: Readable, limit: number): Promise<Buffer> {
-  return new Promise((resolve) => {
-    const parts: Buffer[] = [];
-    let size = 0;
-    stream.on('data', (chunk: Buffer) => {
-      if (size < limit) parts.push(chunk.subarray(0, limit - size));
-      size += chunk.length;
-    });
-    stream.on('error', () => resolve(Buffer.concat(parts)));
-    stream.on('close', () => resolve(Buffer.concat(parts)));
-  });
-}
-
-/** The message into the program's stdin with LF line ends, then end it. */
-async function writeAll(stdin: Writable, message: Readable, signal: AbortSignal): Promise<void> {
-  let heldCr = false;
-  try {
-    for await (const raw of message) {
-      signal.throwIfAborted();
-      const chunk = typeof raw === 'string' ? Buffer.from(raw, 'utf8') : (raw as Buffer);
-      const out = Buffer.allocUnsafe(chunk.length + 1);
-      let n = 0;
-      for (let i = 0; i < chunk.length; i++) {
-        const byte = chunk[i]!;
-        if (heldCr) {
-          heldCr = false;
-          if (byte !== LF) out[n++] = CR;
-        }
-        if (byte === CR) heldCr = true;
-        else out[n++] = byte;
-      }
-      if (n > 0) await write(stdin, out.subarray(0, n));
-    }
-  } finally {
-    message.destroy();
-  }
-  await endWith(stdin, heldCr ? Buffer.from([CR]) : Buffer.alloc(0));
-}
-
-function write(stream: Writable, data: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: Error): void => reject(err);
-    stream.once('error', onError);
-    const ok = stream.write(data, (err) => {
-      stream.off('error', onError);
-      if (err) reject(err);
-      else if (ok) resolve();
-    });
-    if (!ok) stream.once('drain', () => resolve());
-  });
-}
-
-function endWith(stream: Writable, data: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: Error): void => reject(err);
-    stream.once('error', onError);
-    stream.end(data, () => {
-      stream.off('error', onError);
-      resolve();
-    });
-  });
 }

@@ -55,7 +55,8 @@ test('a program that exits without reading (EPIPE): 452', async () => {
 test('a program that exits 0 without reading the message: 452, what it did not take is not acknowledged', async () => {
   const reply = await queueWith('/bin/true', message('x'.repeat(256 * 1024) + '\n'));
   assert.equal(reply.code, 452);
-  assert.match(reply.logs, /EPIPE/);
+  // The write fails as EPIPE, or as a premature close when the pipe shut first: either way, not taken.
+  assert.match(reply.logs, /EPIPE|Premature close/);
 });
 
 test('a program that does not exist: 452', async () => {

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CrlfToLf } from '../../../plugins/queue/maildir.ts';
+import { CrlfToLf } from '../../../src/mail/line-ends.ts';
 import type { ParsedReply } from '../../helpers/fake-conn.ts';
 import { tempDir, testApp, type TestApp, type TestAppOptions } from '../../helpers/test-app.ts';
 

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Socket } from 'node:net';
 import { generateSelfSigned } from '../../../src/tls/self-signed.ts';
-import { DataEncoder } from '../../../plugins/queue/smtp-forward.ts';
+import { DataEncoder } from '../../../src/mail/line-ends.ts';
 import { testApp, type TestApp } from '../../helpers/test-app.ts';
 import { Postfix, afterLine, freePort, hasMessage, lf, send, sleep, tricky, waitForMessage } from './support.ts';
 
