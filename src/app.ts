@@ -17,6 +17,7 @@ import { DEFAULT_LOGLEVEL, LOGERROR, LOGINFO, LOGWARN, parseLogLevel, type LogLe
 import { formatLogParts, formatStderrLine, type LogRecord } from './log/logger.ts';
 import { loadPlugins, type PluginClass } from './plugins/loader.ts';
 import type { PluginHost } from './plugins/plugin.ts';
+import { resolverFromConfig } from './dns/from-config.ts';
 import { formatProblem, parsePluginLines, type LoadProblem } from './plugins/plugins-file.ts';
 import type { Conn } from './session/conn.ts';
 import { Session, type LogSink } from './session/session.ts';
@@ -256,7 +257,8 @@ async function buildSnapshot(options: AppOptions): Promise<Snapshot> {
 
   const logging = parsePluginLines(config.entries('logging'));
   const plugins = parsePluginLines(config.entries('plugins'));
-  const lineProblems = [...logging.problems, ...plugins.problems];
+  const dns = resolverFromConfig(config);
+  const lineProblems = [...logging.problems, ...plugins.problems, ...dns.problems];
   if (config.entries('plugins').length === 0) {
     lineProblems.push({ file: config.pathOf('plugins'), line: 0, message: 'no plugins configured: the file is missing or empty' });
   }
@@ -287,6 +289,7 @@ async function buildSnapshot(options: AppOptions): Promise<Snapshot> {
     config: (name) => config.value(name),
     configList: (name) => [...config.list(name)],
     configMap: (name) => config.map(name),
+    dns: dns.resolver,
     logAs: (level, hook, plugin, parts) => (sink ? sink.writeParts(level, hook, plugin, parts) : bootLog(level, hook, plugin, parts)),
   };
 

@@ -73,8 +73,17 @@ export {
   ipMatches,
   ipPrefixKeys,
   IpList,
+  reverseIpLabels,
+  ptrName,
 } from './net/ip.ts';
 export type { IpFamily, IpAddress, Cidr, IpListMatch } from './net/ip.ts';
+
+// DNS (the daemon's resolver is `this.dns` in a plugin)
+export { DnsResolver } from './dns/resolver.ts';
+export type { DnsStats, LookupOptions } from './dns/resolver.ts';
+export { DnsError, isNegativeAnswer } from './dns/errors.ts';
+export type { DnsErrorCode } from './dns/errors.ts';
+export type { RecordType, RecordsOf, MxRecord, SoaRecord } from './dns/wire.ts';
 
 // Shared plugin policy (reject, reject_type, immunity)
 export { getReject, rejectCode, isImmune } from './plugins/policy.ts';

@@ -417,3 +417,27 @@ export class IpList {
     return undefined;
   }
 }
+
+// ---- reverse DNS names ---------------------------------------------------------------------------
+
+/**
+ * The address in the reversed form DNS uses: `192.0.2.1` -> `1.2.0.192`, an IPv6 address as its
+ * 32 nibbles backwards (`1.0.0.0. ... .8.b.d.0.1.0.0.2`). An IPv4-mapped IPv6 address counts as
+ * IPv4. Block lists are queried as `<reversed>.<zone>`; undefined when the text is no address.
+ */
+export function reverseIpLabels(text: string): string | undefined {
+  const parsed = parseIp(text);
+  if (parsed === undefined) return undefined;
+  const ip = unmapIp(parsed);
+  if (ip.family === 4) return Array.from(ip.bytes).reverse().join('.');
+  const nibbles: string[] = [];
+  for (const byte of ip.bytes) nibbles.push((byte >> 4).toString(16), (byte & 0x0f).toString(16));
+  return nibbles.reverse().join('.');
+}
+
+/** The PTR name of an address: `1.2.0.192.in-addr.arpa`, `....ip6.arpa`; undefined for no address. */
+export function ptrName(text: string): string | undefined {
+  const reversed = reverseIpLabels(text);
+  if (reversed === undefined) return undefined;
+  return `${reversed}.${ipFamily(text) === 6 && !isMappedIPv4(parseIp(text)!) ? 'ip6' : 'in-addr'}.arpa`;
+}

@@ -13,6 +13,7 @@ import type { Connection } from '../session/connection.ts';
 import type { PluginLogTarget, SessionApi } from '../session/session-api.ts';
 import type { Transaction } from '../session/transaction.ts';
 import type { HookFunction, HookMethods } from './hook-methods.ts';
+import type { DnsResolver } from '../dns/resolver.ts';
 
 /** What `register(qp, ...args)` gets: the daemon, before any session. */
 export interface PluginHost extends PluginLogTarget {
@@ -28,6 +29,8 @@ export interface PluginHost extends PluginLogTarget {
   readonly env: Readonly<Record<string, string | undefined>>;
   /** The daemon's version. */
   readonly version: string;
+  /** The daemon's DNS resolver (config `dns_servers`, `dns_timeout`, `dns_tries`): cached, with time limits. */
+  readonly dns: DnsResolver;
 }
 
 export interface RegisterHookOptions {
@@ -105,6 +108,15 @@ export class Plugin {
   /** Fires when the current hook call has run out of time: pass it to DNS lookups, sockets, timers. */
   get signal(): AbortSignal {
     return signalOf(this);
+  }
+
+  /**
+   * The daemon's DNS resolver: `await this.dns.resolve(name, 'TXT', { signal: this.signal })`.
+   * Answers are cached by their TTL; errors carry node:dns codes (ENOTFOUND and ENODATA mean
+   * "no such record", anything else a temporary failure: see isNegativeAnswer).
+   */
+  get dns(): DnsResolver {
+    return this[SETUP].host.dns;
   }
 
   /** The daemon's environment. */

@@ -20,3 +20,5 @@ export { TestConn, ConnectionClosedError, TEST_TLS, DEFAULT_ENDPOINTS } from './
 export type { WireReply, TestConnOptions } from './conn.ts';
 export { buildMessage, toWire, toPath } from './message.ts';
 export type { MessageParts } from './message.ts';
+export { startDnsServer } from './dns-server.ts';
+export type { TestDnsServer, TestRecord, TestRecordType, DnsServerOptions } from './dns-server.ts';

@@ -1,4 +1,4 @@
-import { describe, it } from 'node:test';
+import { describe, it, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BlockList, isIP } from 'node:net';
 import fc from 'fast-check';
@@ -19,6 +19,8 @@ import {
   parseCidr,
   parseIp,
   unmapIp,
+  reverseIpLabels,
+  ptrName,
 } from '../../src/net/ip.ts';
 import * as api from '../../src/index.ts';
 
@@ -302,4 +304,14 @@ describe('public API', () => {
     assert.equal(api.ipPrefixKeys, ipPrefixKeys);
     assert.equal(api.normalizeIp, normalizeIp);
   });
+});
+
+test('reverse DNS names: IPv4 octets and IPv6 nibbles backwards; mapped IPv4 counts as IPv4', () => {
+  assert.equal(reverseIpLabels('192.0.2.1'), '1.2.0.192');
+  assert.equal(reverseIpLabels('::ffff:192.0.2.1'), '1.2.0.192');
+  assert.equal(reverseIpLabels('2001:db8::1'), '1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2');
+  assert.equal(reverseIpLabels('not an ip'), undefined);
+  assert.equal(ptrName('192.0.2.1'), '1.2.0.192.in-addr.arpa');
+  assert.equal(ptrName('::ffff:192.0.2.1'), '1.2.0.192.in-addr.arpa');
+  assert.equal(ptrName('2001:db8::1'), '1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa');
 });
