@@ -22,8 +22,11 @@ export default class PipeQueue extends Plugin {
   }
 
   async hook_queue(tx: Transaction) {
-    // Stop the program when it runs too long, or when the hook call does (this.signal).
-    const signal = AbortSignal.any([this.signal, AbortSignal.timeout(TIME_LIMIT_MS)]);
+    // Stop the program when it runs too long, or when the hook call does (this.signal). The timer
+    // holds its controller: on Node 20 AbortSignal.any keeps AbortSignal.timeout() only weakly.
+    const tooLong = new AbortController();
+    const timer = setTimeout(() => tooLong.abort(new Error(`still running after ${TIME_LIMIT_MS} ms`)), TIME_LIMIT_MS);
+    const signal = AbortSignal.any([this.signal, tooLong.signal]);
     const child = spawn(this.program, this.programArgs, { stdio: ['pipe', 'ignore', 'inherit'], signal });
     try {
       await once(child, 'spawn');
@@ -36,6 +39,8 @@ export default class PipeQueue extends Plugin {
       this.log(LOGERROR, `${this.program}: ${String(signal.aborted ? signal.reason : err)}`);
       child.kill();
       return [DENYSOFT, 'Queuing failed, please try again later'];
+    } finally {
+      clearTimeout(timer);
     }
   }
 }

@@ -70,14 +70,29 @@ export async function runProgram(options: ProgramOptions): Promise<ProgramRun> {
   const stdio: ('pipe' | 'ignore')[] = [];
   for (let fd = 0; fd <= Math.max(2, ...used); fd++) stdio.push(used.has(fd) ? 'pipe' : 'ignore');
 
-  const signal = AbortSignal.any([...(options.signal ? [options.signal] : []), AbortSignal.timeout(options.timeoutMs)]);
+  // Our own timer and controller rather than AbortSignal.any([.., AbortSignal.timeout()]): on
+  // Node 20 the composite holds its sources weakly, so a collected timeout signal never fires and
+  // a hung program would never be killed.
+  const stop = new AbortController();
+  const signal = stop.signal;
+  const timer = setTimeout(() => stop.abort(new Error(`no exit within ${options.timeoutMs} ms`)), options.timeoutMs);
+  const onOuterAbort = (): void => stop.abort(options.signal?.reason);
+  if (options.signal?.aborted) onOuterAbort();
+  else options.signal?.addEventListener('abort', onOuterAbort, { once: true });
+  const release = (): void => {
+    clearTimeout(timer);
+    options.signal?.removeEventListener('abort', onOuterAbort);
+  };
   const child = spawn(options.command, options.args ?? [], { stdio, env: options.env, detached: options.processGroup === true });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('close', (code, sig) => resolve({ code, signal: sig })));
   const startError = await new Promise<Error | undefined>((resolve) => {
     child.once('spawn', () => resolve(undefined));
     child.once('error', (err) => resolve(err));
   });
-  if (startError !== undefined) return { started: false, error: startError };
+  if (startError !== undefined) {
+    release();
+    return { started: false, error: startError };
+  }
 
   const pipes = child.stdio as unknown as (Readable | null)[];
   const collected = new Map<number, Promise<Buffer>>();
@@ -99,6 +114,7 @@ export async function runProgram(options: ProgramOptions): Promise<ProgramRun> {
     child.kill('SIGKILL');
   };
   signal.addEventListener('abort', kill, { once: true });
+  if (signal.aborted) kill();
 
   const writables = inputs.map((i) => pipes[i.fd] as unknown as Writable);
   // A pipe the program closed may report EPIPE at any time: never let that be an uncaught error.
@@ -113,6 +129,7 @@ export async function runProgram(options: ProgramOptions): Promise<ProgramRun> {
   }
   const { code, signal: killedBy } = await exited;
   signal.removeEventListener('abort', kill);
+  release();
   const outputs = new Map<number, Buffer>();
   for (const [fd, promise] of collected) outputs.set(fd, await promise);
   return {
