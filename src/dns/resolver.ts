@@ -16,7 +16,7 @@
  */
 import { DnsError } from './errors.ts';
 import { askTcp, askUdp } from '../transport/dns-exchange.ts';
-import { canonicalName, type ParsedAnswer, type RecordType, type RecordsOf } from './wire.ts';
+import { canonicalName, loadCodec, type ParsedAnswer, type RecordType, type RecordsOf } from './wire.ts';
 import type { NameServer } from './servers.ts';
 
 export interface ResolverOptions {
@@ -125,6 +125,7 @@ export class DnsResolver {
   }
 
   private async lookUp(name: string, type: RecordType): Promise<Outcome> {
+    await loadCodec();
     let lastError: DnsError | undefined;
     for (let round = 0; round < this.tries; round++) {
       for (const server of this.servers) {

@@ -6,9 +6,25 @@
  * a spoofed or stray datagram is ignored, not believed).
  */
 import { randomInt } from 'node:crypto';
-import Dns2 from 'dns2';
+import type Dns2 from 'dns2';
 
-const { Packet } = Dns2;
+type PacketCodec = typeof Dns2.Packet;
+let Packet: PacketCodec | undefined;
+let loading: Promise<PacketCodec> | undefined;
+
+/**
+ * Loads the codec on first use: dns2 brings its servers and HTTP clients along (about 100 ms),
+ * which a daemon without DNS plugins should not pay at start-up.
+ */
+export function loadCodec(): Promise<PacketCodec> {
+  loading ??= import('dns2').then((module) => (Packet = module.default.Packet));
+  return loading;
+}
+
+function codec(): PacketCodec {
+  if (Packet === undefined) throw new Error('the DNS codec is not loaded yet: await loadCodec() first');
+  return Packet;
+}
 
 export const RECORD_TYPES = ['A', 'AAAA', 'MX', 'TXT', 'PTR', 'NS', 'CNAME', 'SOA'] as const;
 export type RecordType = (typeof RECORD_TYPES)[number];
@@ -55,6 +71,7 @@ const RCODES: Record<number, Rcode> = { 0: 'NOERROR', 1: 'FORMERR', 2: 'SERVFAIL
 
 /** A query with a fresh random id (source port randomness comes from a fresh socket per query). */
 export function encodeQuery(name: string, type: RecordType): { id: number; bytes: Buffer } {
+  const Packet = codec();
   const id = randomInt(0, 0x10000);
   const packet = new Packet();
   packet.header.id = id;
@@ -74,7 +91,8 @@ export function canonicalName(name: string): string {
  * not a response, another question): the caller keeps waiting for the real one.
  */
 export function decodeAnswer<T extends RecordType>(bytes: Buffer, id: number, name: string, type: T): ParsedAnswer<T> | undefined {
-  let packet: InstanceType<typeof Packet>;
+  const Packet = codec();
+  let packet: InstanceType<PacketCodec>;
   try {
     packet = Packet.parse(bytes);
   } catch {

@@ -98,11 +98,12 @@ export class HookRunner {
     const entries = this.registry.entries(hook);
     if (entries.length === 0) return DECLINED_OUTCOME;
     const observe = this.observed && !NOT_OBSERVED.has(hook);
+    const callArgs = [ctx.transaction, ...args] as never[];
     for (const entry of entries) {
       const target = ctx.callTarget(entry.plugin, hook);
       let raw: unknown;
       try {
-        raw = entry.fn.apply(target, [ctx.transaction, ...args] as never[]);
+        raw = entry.fn.apply(target, callArgs);
         if (isThenable(raw)) raw = await this.settle(raw, entry, target, ctx);
       } catch (err) {
         raw = new Failure(describeError(err));
@@ -122,11 +123,12 @@ export class HookRunner {
   runSync<H extends SyncHookName>(hook: H, ctx: HookCallContext, args: HookArgs[H]): HookOutcome {
     const entries = this.registry.entries(hook);
     if (entries.length === 0) return DECLINED_OUTCOME;
+    const callArgs = [ctx.transaction, ...args] as never[];
     for (const entry of entries) {
       const target = ctx.callTarget(entry.plugin, hook);
       let raw: unknown;
       try {
-        raw = entry.fn.apply(target, [ctx.transaction, ...args] as never[]);
+        raw = entry.fn.apply(target, callArgs);
         if (isThenable(raw)) {
           raw.then(undefined, () => undefined);
           raw = new Failure(`returned a promise from the synchronous ${hook} hook`);

@@ -243,7 +243,7 @@ function columnOf(code: number): Column {
 }
 
 /** Look up what a hook's outcome means for the client. */
-export function decide(hook: ReplyingHook, outcome: HookOutcome, vars: ReplyVars): Decision {
+export function decide(hook: ReplyingHook, outcome: HookOutcome, vars: ReplyVars | (() => ReplyVars)): Decision {
   const rows: HookRows = TABLE[hook];
   const action = rows[columnOf(outcome.code)] ?? rows.else;
   if (action === SILENT) return SILENT_DECISION;
@@ -257,8 +257,10 @@ export function decide(hook: ReplyingHook, outcome: HookOutcome, vars: ReplyVars
   return { reply, accept: action.accept === true, close: action.close === true, reset: action.reset === true };
 }
 
-function resolveText(text: Text, vars: ReplyVars): string | readonly string[] {
-  return typeof text === 'function' ? text(vars) : text;
+/** Vars may come as a function: most replies are fixed text, and then they are never built. */
+function resolveText(text: Text, vars: ReplyVars | (() => ReplyVars)): string | readonly string[] {
+  if (typeof text !== 'function') return text;
+  return text(typeof vars === 'function' ? vars() : vars);
 }
 
 /** The core's own replies: protocol errors and steps that no hook decides. */

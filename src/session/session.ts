@@ -12,7 +12,7 @@ import { OK } from '../hooks/codes.ts';
 import { abortCall, beginCall, makeCallTarget } from '../hooks/call-target.ts';
 import type { HookArgs, HookName, Message, SyncHookName } from '../hooks/hook-map.ts';
 import type { PluginRecord } from '../hooks/registry.ts';
-import type { HookCallContext, HookOutcome, HookRunner } from '../hooks/runner.ts';
+import { DECLINED_OUTCOME, type HookCallContext, type HookOutcome, type HookRunner } from '../hooks/runner.ts';
 import { LOGCRIT, LOGDEBUG, LOGINFO, LOGWARN, type LogLevel } from '../log/levels.ts';
 import { IpList } from '../net/ip.ts';
 import { parseProxyHeader } from '../protocol/proxy-header.ts';
@@ -62,6 +62,9 @@ const DEFAULT_MAX_PER_IP = 50;
 
 /** How long a trusted proxy may take to send its PROXY header. */
 const PROXY_HEADER_TIMEOUT_MS = 10_000;
+
+const DECLINED_RESULT: Promise<HookOutcome> = Promise.resolve(DECLINED_OUTCOME);
+const NOTHING: Promise<void> = Promise.resolve();
 
 const SYNC_HOOKS: ReadonlySet<HookName> = new Set<HookName>(['config', 'user_config', 'logging']);
 
@@ -238,6 +241,8 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
 
   /** Run a hook in this session. */
   hook<H extends HookName>(hook: H, args: HookArgs[H]): Promise<HookOutcome> {
+    // Most hooks have no plugin in a given config: no async call for those.
+    if (!this.deps.runner.has(hook)) return DECLINED_RESULT;
     return this.deps.runner.run(hook, this, args);
   }
 
@@ -254,7 +259,7 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
    * reset the transaction when the row says so (after `beforeReset`, if given).
    */
   async answer(hook: ReplyingHook, outcome: HookOutcome, vars: Partial<ReplyVars> = {}, beforeReset?: () => Promise<void>): Promise<Decision> {
-    const decision = decide(hook, outcome, { ...this.baseVars(), ...vars });
+    const decision = decide(hook, outcome, () => ({ ...this.baseVars(), ...vars }));
     if (decision.reply) this.send(decision.reply);
     if (decision.close) this.closing = true;
     if (decision.reset) {
@@ -286,7 +291,11 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
   }
 
   /** A hook whose result makes no reply; a failure there is logged, never thrown. */
-  async hookIgnoringResult<H extends HookName>(hook: H, args: HookArgs[H]): Promise<void> {
+  hookIgnoringResult<H extends HookName>(hook: H, args: HookArgs[H]): Promise<void> {
+    return this.deps.runner.has(hook) ? this.runIgnoringResult(hook, args) : NOTHING;
+  }
+
+  private async runIgnoringResult<H extends HookName>(hook: H, args: HookArgs[H]): Promise<void> {
     try {
       await this.hook(hook, args);
     } catch (err) {

@@ -2,11 +2,11 @@
  * One mail transaction: from MAIL to the end of the queue step, an RSET, or a rejection.
  * What plugins see as `tx` (the first argument of every hook) and `this.qp.transaction`.
  */
-import { PassThrough, pipeline, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { Address } from '../protocol/address.ts';
 import type { EsmtpParams } from '../protocol/command.ts';
 import { Header } from '../message/header.ts';
-import { BodyStore, type BodyStoreOptions } from '../message/body-store.ts';
+import { BodyStore, readableOf, type BodyStoreOptions } from '../message/body-store.ts';
 
 const CRLF = Buffer.from('\r\n');
 
@@ -80,15 +80,9 @@ export class Transaction {
 
   /** The message as it will be queued: the header block, an empty line, the body; CRLF line ends. */
   bodyStream(): Readable {
-    const out = new PassThrough();
-    out.write(Buffer.concat([this.header.toBuffer(), CRLF]));
-    if (this.store === undefined) {
-      out.end();
-      return out;
-    }
-    // pipeline: a reader that gives up (destroys `out`) also closes the spool file.
-    pipeline(this.store.stream(), out, () => undefined);
-    return out;
+    const head = Buffer.concat([this.header.toBuffer(), CRLF]);
+    // A reader that gives up destroys the stream, and with it the spool file's handle.
+    return this.store === undefined ? readableOf([head]) : this.store.stream(head);
   }
 
   /** A path to a file holding the body (it is spooled if it was in memory), for external scanners. */

@@ -9,7 +9,6 @@ import { X509Certificate } from 'node:crypto';
 import { chmodSync, linkSync, lstatSync, mkdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
-import { generate } from 'selfsigned';
 import { ConfigDir } from '../config/config-dir.ts';
 import { isIp } from '../net/ip.ts';
 
@@ -44,6 +43,8 @@ export async function generateSelfSigned(options: SelfSignedOptions): Promise<Se
   const notBeforeDate = new Date(Date.now() - 5 * 60_000);
   const notAfterDate = new Date(notBeforeDate.getTime() + days * 86400_000);
   const altName = isIp(host) ? { type: 7 as const, ip: host } : { type: 2 as const, value: host };
+  // Loaded here, not at start-up: its ASN.1 libraries take a quarter of a second to load.
+  const { generate } = await import('selfsigned');
   const pems = await generate(
     [
       { name: 'commonName', value: host },
