@@ -4,7 +4,7 @@
 // through the built daemon (dist/) on in-memory connections, with the bench's plugins (relay,
 // rcpt_ok, queue/discard). What `npm run bench` measures on a busy machine mixes this with
 // syscalls and other processes; this is the part we control, steady enough to compare commits.
-//   node bench/session-cpu.mjs [--sessions N] [--rounds R] [--cpu-prof]
+//   node bench/session-cpu.mjs [--sessions N] [--rounds R] [--size BYTES]   (node --cpu-prof ... to profile)
 import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const { values } = parseArgs({ options: { sessions: { type: 'string', default: '20000' }, rounds: { type: 'string', default: '5' } } });
+const { values } = parseArgs({ options: { sessions: { type: 'string', default: '20000' }, rounds: { type: 'string', default: '5' }, size: { type: 'string', default: '2048' } } });
 const sessions = Number(values.sessions);
 const rounds = Number(values.rounds);
 
@@ -32,8 +32,9 @@ const files = {
 for (const [name, content] of Object.entries(files)) writeFileSync(join(config, name), content);
 const app = await App.load({ configDir: config, env: {}, version: 'bench', bundledPluginDir: join(root, 'dist/plugins') });
 
-// smtp-source's message: a few headers and 2 KB of lines.
-const body = Array.from({ length: 26 }, (_, i) => `La la la la la la la la la la la la la la la la la la la la la la la la la la la la ${i}`).join('\r\n');
+// smtp-source's message: a few headers and --size bytes of 80-character lines.
+const line = 'La la la la la la la la la la la la la la la la la la la la la la la la la la la la';
+const body = Array.from({ length: Math.max(1, Math.round(Number(values.size) / (line.length + 2))) }, () => line).join('\r\n');
 const message = `From: <bench@example.com>\r\nTo: <to@localhost>\r\nSubject: bench\r\n\r\n${body}\r\n.\r\n`;
 const script = ['EHLO client.example', 'MAIL FROM:<bench@example.com>', 'RCPT TO:<to@localhost>', 'DATA'];
 
@@ -46,7 +47,8 @@ async function oneSession() {
     const reply = await conn.readReply();
     if (reply.code >= 400) throw new Error(`${line}: ${reply.raw}`);
   }
-  conn.send(message);
+  // In 64 KiB pieces, as a socket would deliver a big message.
+  for (let at = 0; at < message.length; at += 65536) conn.send(message.slice(at, at + 65536));
   const queued = await conn.readReply();
   if (queued.code !== 250) throw new Error(`after the dot: ${queued.raw}`);
   conn.line('QUIT');

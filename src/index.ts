@@ -78,6 +78,10 @@ export {
 } from './net/ip.ts';
 export type { IpFamily, IpAddress, Cidr, IpListMatch } from './net/ip.ts';
 
+// Time limits that survive garbage collection (instead of AbortSignal.any + AbortSignal.timeout)
+export { deadline, DeadlineExceeded } from './util/deadline.ts';
+export type { Deadline } from './util/deadline.ts';
+
 // DNS (the daemon's resolver is `this.dns` in a plugin)
 export { DnsResolver } from './dns/resolver.ts';
 export type { DnsStats, LookupOptions } from './dns/resolver.ts';

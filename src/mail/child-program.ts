@@ -12,6 +12,7 @@
 import { spawn } from 'node:child_process';
 import { Buffer } from 'node:buffer';
 import type { Readable, Writable } from 'node:stream';
+import { deadline } from '../util/deadline.ts';
 
 export interface ProgramInput {
   /** The descriptor: 0 for standard input; qmail-queue reads its envelope on 1. */
@@ -70,19 +71,10 @@ export async function runProgram(options: ProgramOptions): Promise<ProgramRun> {
   const stdio: ('pipe' | 'ignore')[] = [];
   for (let fd = 0; fd <= Math.max(2, ...used); fd++) stdio.push(used.has(fd) ? 'pipe' : 'ignore');
 
-  // Our own timer and controller rather than AbortSignal.any([.., AbortSignal.timeout()]): on
-  // Node 20 the composite holds its sources weakly, so a collected timeout signal never fires and
-  // a hung program would never be killed.
-  const stop = new AbortController();
-  const signal = stop.signal;
-  const timer = setTimeout(() => stop.abort(new Error(`no exit within ${options.timeoutMs} ms`)), options.timeoutMs);
-  const onOuterAbort = (): void => stop.abort(options.signal?.reason);
-  if (options.signal?.aborted) onOuterAbort();
-  else options.signal?.addEventListener('abort', onOuterAbort, { once: true });
-  const release = (): void => {
-    clearTimeout(timer);
-    options.signal?.removeEventListener('abort', onOuterAbort);
-  };
+  // Not AbortSignal.any with AbortSignal.timeout: see util/deadline.ts.
+  const timeLimit = deadline(options.timeoutMs, options.signal);
+  const signal = timeLimit.signal;
+  const release = timeLimit.release;
   const child = spawn(options.command, options.args ?? [], { stdio, env: options.env, detached: options.processGroup === true });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('close', (code, sig) => resolve({ code, signal: sig })));
   const startError = await new Promise<Error | undefined>((resolve) => {

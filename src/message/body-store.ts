@@ -20,15 +20,15 @@ const READ_CHUNK = 64 * 1024;
 const RELIEF_EVERY_BYTES = 2 * 1024 * 1024;
 
 /**
- * A stream of buffers already in memory. Pushed synchronously as the reader asks: no promise per
- * chunk (Readable.from's async iteration) on the path every message takes.
+ * A stream of buffers already in memory: no promise per chunk (Readable.from's async iteration)
+ * on the path every message takes, and one chunk per read, so that a reader gets the chunks
+ * themselves rather than a copy joining several (what read() returns when more are buffered).
  */
 export function readableOf(chunks: readonly Buffer[]): Readable {
   let next = 0;
   return new Readable({
     read() {
-      while (next < chunks.length) if (!this.push(chunks[next++])) return;
-      this.push(null);
+      this.push(next < chunks.length ? chunks[next++] : null);
     },
   });
 }

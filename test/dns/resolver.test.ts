@@ -41,7 +41,7 @@ after(async () => {
 });
 
 function resolverOn(...servers: TestDnsServer[]): DnsResolver {
-  return new DnsResolver({ servers: servers.map((s) => parseNameServer(s.address)), timeoutMs: 200, tries: 1 });
+  return new DnsResolver({ servers: servers.map((s) => parseNameServer(s.address)), timeoutMs: 3000, tries: 1 });
 }
 
 describe('answers', () => {

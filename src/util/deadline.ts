@@ -1,0 +1,37 @@
+/**
+ * An AbortSignal that fires after a time limit or when another signal (a hook's `this.signal`)
+ * fires, whichever comes first.
+ *
+ * Why not `AbortSignal.any([outer, AbortSignal.timeout(ms)])`: on Node 20 the combined signal holds
+ * its sources only weakly and AbortSignal.timeout's timer holds its signal weakly too, so once the
+ * garbage collector takes the timeout signal the limit silently never fires (a hung scanner or
+ * program would hold the session until the client gives up). Here the timer holds the controller.
+ */
+export interface Deadline {
+  readonly signal: AbortSignal;
+  /** Stop the timer and let go of the outer signal; call it when the work is done. */
+  release(): void;
+}
+
+/** The reason a deadline's signal carries when the time ran out. */
+export class DeadlineExceeded extends Error {
+  override readonly name = 'TimeoutError';
+  constructor(readonly ms: number) {
+    super(`no result within ${ms} ms`);
+  }
+}
+
+export function deadline(ms: number, outer?: AbortSignal): Deadline {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new DeadlineExceeded(ms)), ms);
+  const onOuterAbort = (): void => controller.abort(outer?.reason);
+  if (outer?.aborted) onOuterAbort();
+  else outer?.addEventListener('abort', onOuterAbort, { once: true });
+  return {
+    signal: controller.signal,
+    release() {
+      clearTimeout(timer);
+      outer?.removeEventListener('abort', onOuterAbort);
+    },
+  };
+}

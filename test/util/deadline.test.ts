@@ -1,0 +1,37 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setImmediate as tick } from 'node:timers/promises';
+import { DeadlineExceeded, deadline } from '../../src/util/deadline.ts';
+
+test('fires after its time even when nothing else holds the signal and the heap is collected', async () => {
+  const fired = new Promise<unknown>((resolve) => {
+    const { signal } = deadline(50);
+    signal.addEventListener('abort', () => resolve(signal.reason), { once: true });
+  });
+  // What AbortSignal.any + AbortSignal.timeout loses on Node 20: collect while waiting.
+  for (let i = 0; i < 5; i++) {
+    (globalThis as { gc?: () => void }).gc?.();
+    await tick();
+  }
+  const reason = await fired;
+  assert.ok(reason instanceof DeadlineExceeded);
+  assert.equal(reason.ms, 50);
+});
+
+test("fires with the outer signal's reason when that comes first; release stops both", async () => {
+  const outer = new AbortController();
+  const limit = deadline(10_000, outer.signal);
+  outer.abort(new Error('hook timed out'));
+  assert.equal(limit.signal.aborted, true);
+  assert.equal((limit.signal.reason as Error).message, 'hook timed out');
+  limit.release();
+
+  const already = deadline(10_000, AbortSignal.abort('gone'));
+  assert.equal(already.signal.reason, 'gone');
+  already.release();
+
+  const released = deadline(20);
+  released.release();
+  await new Promise((resolve) => setTimeout(resolve, 60));
+  assert.equal(released.signal.aborted, false);
+});
