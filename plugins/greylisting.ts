@@ -95,7 +95,7 @@ export default class Greylisting extends Plugin {
   private store: Store | undefined;
   private exclusions: Exclusions = { ips: new Set(), hosts: new Set(), patterns: [] };
 
-  register(_qp: PluginHost, ...args: string[]): void {
+  async register(_qp: PluginHost, ...args: string[]): Promise<void> {
     const given = pairArguments(this, args, KNOWN);
     const fromFile = keyValueLines(this.configList('denysoft_greylist'));
     this.settings = new Map([...Object.entries(DEFAULTS), ...fromFile, ...given]);
@@ -111,7 +111,7 @@ export default class Greylisting extends Plugin {
       throw new Error(`${this.name}: enable one of remote_ip, sender or recipient`);
     }
     this.exclusions = this.loadExclusions();
-    this.store = openStore(this);
+    this.store = await openStore(this);
 
     this.registerHook('data', 'dataHandler');
     if (this.flag('recipient') || this.flag('per_recipient')) this.registerHook('rcpt', 'rcptHandler');

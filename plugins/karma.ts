@@ -70,7 +70,7 @@ export default class Karma extends Plugin {
   private storeError: StoreErrorPolicy = 'temp';
   private store: Store | undefined;
 
-  register(_qp: PluginHost, ...args: string[]): void {
+  async register(_qp: PluginHost, ...args: string[]): Promise<void> {
     const pairs = pairArguments(this, args, KNOWN);
     const number = (name: string, fallback: number): number => {
       const value = pairs.get(name);
@@ -86,7 +86,7 @@ export default class Karma extends Plugin {
     this.rejectType = pairs.get('reject_type') ?? 'disconnect';
     this.storeError = storeErrorPolicy(this, pairs.get('store_error'));
     for (const name of ['db_dir', 'nfslock']) if (pairs.has(name)) this.log(LOGWARN, `argument ${name} is ignored: the history lives in the state store (config/store)`);
-    this.store = openStore(this);
+    this.store = await openStore(this);
   }
 
   async shutdown(): Promise<void> {

@@ -80,11 +80,11 @@ export default class Limit extends Plugin {
     return this.lastGood;
   });
 
-  register(_qp: PluginHost, ...args: string[]): void {
+  async register(_qp: PluginHost, ...args: string[]): Promise<void> {
     const pairs = pairArguments(this, args, ['store_error']);
     this.storeError = storeErrorPolicy(this, pairs.get('store_error'));
     this.rules.get(this);
-    this.store = openStore(this);
+    this.store = await openStore(this);
   }
 
   async shutdown(): Promise<void> {

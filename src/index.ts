@@ -127,8 +127,6 @@ export type { ProgramOptions, ProgramInput, ProgramRun, ProgramRan, ProgramNotSt
 // The state store of the stateful plugins (greylisting, karma, limit): SQLite or Redis
 export {
   StoreError,
-  SqliteStore,
-  RedisStore,
   parseStoreConfig,
   DEFAULT_SQLITE_FILE,
   openStore,
@@ -136,4 +134,4 @@ export {
   storeErrorPolicy,
   STORE_FAILURE_MESSAGE,
 } from './store/index.ts';
-export type { Store, StoreCallOptions, WindowCount, RedisStoreOptions, StoreSpec, StoreErrorPolicy } from './store/index.ts';
+export type { Store, StoreCallOptions, WindowCount, StoreSpec, StoreErrorPolicy } from './store/index.ts';

@@ -13,12 +13,11 @@ import { DECLINED, DENYSOFT, type Code } from '../hooks/codes.ts';
 import { LOGERROR, LOGWARN, type LogLevel } from '../log/levels.ts';
 import { SETUP, type Plugin } from '../plugins/plugin.ts';
 import { parseStoreConfig, type StoreSpec } from './config.ts';
-import { RedisStore } from './redis.ts';
-import { SqliteStore } from './sqlite.ts';
 import { StoreError, type Store, type StoreCallOptions, type WindowCount } from './store.ts';
 
 interface Opened {
-  readonly store: Store;
+  /** The back end, once its module is loaded and it is open. */
+  readonly ready: Promise<Store>;
   users: number;
   /** Where connection trouble is logged: the plugin that opened a handle last. */
   log: (level: LogLevel, message: string) => void;
@@ -27,27 +26,40 @@ interface Opened {
 const opened = new Map<string, Opened>();
 
 /**
- * A handle on the process's store for `plugin` (call in `register`; `close()` it in `shutdown`).
- * A bad `config/store` throws an error naming the file and line.
+ * A handle on the process's store for `plugin` (await it in `register`; `close()` it in
+ * `shutdown`). A bad `config/store` rejects with an error naming the file and line. The back
+ * end's module (better-sqlite3 or redis) is loaded only when a store is opened, so a daemon
+ * without stateful plugins never loads either.
  */
-export function openStore(plugin: Plugin): Store {
+export async function openStore(plugin: Plugin): Promise<Store> {
   const host = plugin[SETUP].host;
   const spec = parseStoreConfig(new ConfigDir(host.configDir).entries('store'), host.configDir, host.config('spool_dir'));
   const key = JSON.stringify(spec);
   const log = (level: LogLevel, message: string): void => plugin.log(level, message);
   let entry = opened.get(key);
   if (entry === undefined) {
-    const fresh: Opened = { store: createStore(spec, (message) => fresh.log(LOGWARN, message)), users: 0, log };
+    const fresh: Opened = { ready: createStore(spec, (message) => fresh.log(LOGWARN, message)), users: 0, log };
     opened.set(key, fresh);
     entry = fresh;
   }
   entry.users++;
   entry.log = log;
-  return new StoreHandle(key, entry);
+  let store: Store;
+  try {
+    store = await entry.ready;
+  } catch (err) {
+    if (--entry.users === 0 && opened.get(key) === entry) opened.delete(key);
+    throw err;
+  }
+  return new StoreHandle(key, entry, store);
 }
 
-function createStore(spec: StoreSpec, onStatus: (message: string) => void): Store {
-  if (spec.kind === 'sqlite') return new SqliteStore(spec.path);
+async function createStore(spec: StoreSpec, onStatus: (message: string) => void): Promise<Store> {
+  if (spec.kind === 'sqlite') {
+    const { SqliteStore } = await import('./sqlite.ts');
+    return new SqliteStore(spec.path);
+  }
+  const { RedisStore } = await import('./redis.ts');
   return new RedisStore({ url: spec.url, timeoutMs: spec.timeoutMs, prefix: spec.prefix, onStatus });
 }
 
@@ -58,10 +70,11 @@ class StoreHandle implements Store {
   constructor(
     private readonly key: string,
     private readonly entry: Opened,
+    private readonly store: Store,
   ) {}
 
   get description(): string {
-    return this.entry.store.description;
+    return this.store.description;
   }
 
   get(key: string, options?: StoreCallOptions): Promise<string | undefined> {
@@ -89,12 +102,12 @@ class StoreHandle implements Store {
     this.#released = true;
     if (--this.entry.users > 0) return;
     if (opened.get(this.key) === this.entry) opened.delete(this.key);
-    await this.entry.store.close();
+    await this.store.close();
   }
 
   #live(): Store {
     if (this.#released) throw new StoreError('the store handle was closed');
-    return this.entry.store;
+    return this.store;
   }
 }
 

@@ -1,9 +1,9 @@
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { RedisServer, redisMissing } from '../helpers/redis-server.ts';
+import { redisMissing } from '../helpers/redis-server.ts';
 import { ENVELOPE_TEST_PLUGINS, envelope, logged, open, quit } from '../helpers/envelope-sessions.ts';
 import { testApp, type TestApp } from '../helpers/test-app.ts';
-import { sleep, stored, withStateApp } from './state-support.ts';
+import { redisForSuite, sleep, stored, withStateApp } from './state-support.ts';
 
 const DEFERRED = '4.7.1 This mail is temporarily denied';
 const IP = '198.51.100.7';
@@ -153,42 +153,36 @@ describe('greylisting', () => {
 });
 
 describe('greylisting on Redis, and when Redis goes away', { skip: redisMissing }, () => {
-  let redis: RedisServer;
-  before(async () => {
-    redis = await RedisServer.start();
-  });
-  after(async () => {
-    await redis.close();
-  });
+  const redis = redisForSuite();
 
   it('works on Redis; an outage gives 450 4.3.0 (try again later), logged; greylisting works again once Redis is back', async () => {
     await withStateApp([`greylisting ${FAST}`, 'accept_all'], {}, async (t) => {
       await waitFor(async () => (await mailCode(t)).text === DEFERRED);
       assert.equal((await mailCode(t)).code, 450, 'a retry within black_timeout');
-      await redis.stop();
+      await redis().stop();
       const down = await mailCode(t);
       assert.equal(down.code, 450, t.logs.slice(-15).join('\n'));
       assert.equal(down.text, '4.3.0 Temporary failure, please try again later');
       assert.ok(logged(t, 'greylisting', 'fail, cannot read the greylist: store get failed').length > 0, t.logs.join('\n'));
-      await redis.start();
+      await redis().start();
       // The restarted server kept nothing: the client is unknown again, then passes after the delay.
       await waitFor(async () => (await mailCode(t)).text === DEFERRED);
       await sleep(350);
       assert.equal((await mailCode(t)).code, 250);
-    }, { store: `redis ${redis.url}` });
+    }, { store: `redis ${redis().url}` });
   });
 
   it('store_error pass: an outage lets the mail through, logged', async () => {
     await withStateApp([`greylisting ${FAST} store_error pass`, 'accept_all'], {}, async (t) => {
       await waitFor(async () => (await mailCode(t, '<a@s.example>', '192.0.2.60')).text === DEFERRED);
-      await redis.stop();
+      await redis().stop();
       try {
         assert.equal((await mailCode(t, '<a@s.example>', '192.0.2.50')).code, 250);
         assert.ok(logged(t, 'greylisting', 'skip, cannot read the greylist', '(store_error pass)').length > 0);
       } finally {
-        await redis.start();
+        await redis().start();
       }
-    }, { store: `redis ${redis.url}` });
+    }, { store: `redis ${redis().url}` });
   });
 });
 

@@ -1,9 +1,9 @@
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { RedisServer, redisMissing } from '../helpers/redis-server.ts';
+import { redisMissing } from '../helpers/redis-server.ts';
 import { logged, notesOf, open, quit } from '../helpers/envelope-sessions.ts';
 import type { TestApp } from '../helpers/test-app.ts';
-import { sleep, stored, withStateApp } from './state-support.ts';
+import { redisForSuite, sleep, stored, withStateApp } from './state-support.ts';
 
 /** `judge`: a sender `karma-3@...` (or `karma+3@...`) adjusts the session's karma by that much. */
 const JUDGE = `import { Plugin, DECLINED, adjustKarma } from 'qpsmtpd';
@@ -124,13 +124,7 @@ describe('karma', () => {
 });
 
 describe('karma on Redis', { skip: redisMissing }, () => {
-  let redis: RedisServer;
-  before(async () => {
-    redis = await RedisServer.start();
-  });
-  after(async () => {
-    await redis.close();
-  });
+  const redis = redisForSuite();
 
   it('the history is kept in Redis; while Redis is down a client gets 450 4.3.0 at connect (or is served with store_error pass)', async () => {
     await withStateApp(['judge', 'karma:2 reject 0 store_error pass', 'karma reject connect', 'accept_all'], {}, async (t) => {
@@ -141,15 +135,15 @@ describe('karma on Redis', { skip: redisMissing }, () => {
       }
       await session(t, 'karma-3@bad.example');
       assert.equal((await t.connect({ remoteIp: IP }).client.reply()).code, 550);
-      await redis.stop();
+      await redis().stop();
       try {
         const down = await t.connect({ remoteIp: '192.0.2.2' }).client.reply();
         assert.equal(down.code, 450);
         assert.equal(down.text, '4.3.0 Temporary failure, please try again later');
         assert.ok(logged(t, 'karma:2', 'skip, cannot read the karma history', 'store_error pass').length > 0, 'karma:2 let it pass, logged');
       } finally {
-        await redis.start();
+        await redis().start();
       }
-    }, { plugins, store: `redis ${redis.url}` });
+    }, { plugins, store: `redis ${redis().url}` });
   });
 });

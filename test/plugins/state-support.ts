@@ -3,8 +3,10 @@
  * `config/store` is a SQLite file in its own folder (or a given Redis), and a look at that file.
  */
 import { join } from 'node:path';
-import { SqliteStore } from '../../src/store/index.ts';
+import { after, before } from 'node:test';
+import { SqliteStore } from '../../src/store/sqlite.ts';
 import { ENVELOPE_TEST_PLUGINS } from '../helpers/envelope-sessions.ts';
+import { RedisServer } from '../helpers/redis-server.ts';
 import { testApp, type TestApp } from '../helpers/test-app.ts';
 
 export const STATE_FILE = 'var/state.sqlite';
@@ -39,3 +41,18 @@ export async function stored(t: TestApp, key: string): Promise<string | undefine
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A redis-server started before the tests of the current suite and stopped after them. */
+export function redisForSuite(): () => RedisServer {
+  let server: RedisServer | undefined;
+  before(async () => {
+    server = await RedisServer.start();
+  });
+  after(async () => {
+    await server?.close();
+  });
+  return () => {
+    if (server === undefined) throw new Error('the redis-server has not started');
+    return server;
+  };
+}

@@ -3,7 +3,7 @@
  * SQLite store file with increments and window hits, and prints what it got as JSON.
  * Arguments: PATH COUNT LIMIT.
  */
-import { SqliteStore } from '../../src/store/index.ts';
+import { SqliteStore } from '../../src/store/sqlite.ts';
 
 const [path, countText, limitText] = process.argv.slice(2);
 const store = new SqliteStore(path!);

@@ -10,7 +10,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { RedisStore, SqliteStore, StoreError, parseStoreConfig, type Store } from '../../src/store/index.ts';
+import { StoreError, parseStoreConfig, type Store } from '../../src/store/index.ts';
+import { RedisStore } from '../../src/store/redis.ts';
+import { SqliteStore } from '../../src/store/sqlite.ts';
 import { RedisServer, redisMissing } from '../helpers/redis-server.ts';
 
 const PROJECT = fileURLToPath(new URL('../../', import.meta.url));
