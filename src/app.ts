@@ -7,7 +7,7 @@
 import { mkdirSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { ConfigDir } from './config/config-dir.ts';
+import { ConfigDir, spoolDirOf } from './config/config-dir.ts';
 import { abortCall, beginCall, makeCallTarget } from './hooks/call-target.ts';
 import type { Code } from './hooks/codes.ts';
 import type { HookName } from './hooks/hook-map.ts';
@@ -314,7 +314,7 @@ async function buildSnapshot(options: AppOptions): Promise<Snapshot> {
   sink = new AppLogSink(runner, threshold, writeStderr, tap);
   for (const p of problems) sink.writeParts(LOGWARN, '', '', [`config: ${p}`]);
 
-  const spoolDir = resolve(root, config.value('spool_dir') ?? join(tmpdir(), `qpsmtpd-spool-${process.getuid?.() ?? 'user'}`));
+  const spoolDir = spoolDirOf(configDir, config.value('spool_dir'));
   mkdirSync(spoolDir, { recursive: true, mode: 0o700 });
   return { config, registry, runner, logSink: sink, spoolDir };
 }

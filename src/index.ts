@@ -136,3 +136,15 @@ export { SmtpClient, SmtpLinkError, smtpLinkError, dialogueFailure, CONNECT_FAIL
 export type { SmtpClientOptions, DialogueFailure } from './mail/smtp-client.ts';
 export { runProgram } from './mail/child-program.ts';
 export type { ProgramOptions, ProgramInput, ProgramRun, ProgramRan, ProgramNotStarted } from './mail/child-program.ts';
+
+// The state store of the stateful plugins (greylisting, karma, limit): SQLite or Redis
+export {
+  StoreError,
+  parseStoreConfig,
+  DEFAULT_SQLITE_FILE,
+  openStore,
+  storeFailure,
+  storeErrorPolicy,
+  STORE_FAILURE_MESSAGE,
+} from './store/index.ts';
+export type { Store, StoreCallOptions, WindowCount, StoreSpec, StoreErrorPolicy } from './store/index.ts';

@@ -8,7 +8,8 @@
  * second, so an edited `rcpthosts` takes effect without a restart and lookups cost no disk I/O.
  */
 import { readFileSync, readdirSync, statSync } from 'node:fs';
-import { isAbsolute, join, resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { Cdb } from './cdb.ts';
 
 export interface ConfigEntry {
@@ -36,6 +37,14 @@ interface CachedMap {
   readonly map: ConfigMap;
   readonly sources: ReadonlyMap<string, number>;
   checkedAt: number;
+}
+
+/**
+ * The spool folder for a config directory and its `spool_dir` value: relative to the folder that
+ * holds the config directory; without a value, a folder of this user's in the system's temp dir.
+ */
+export function spoolDirOf(configDir: string, value: string | undefined): string {
+  return resolve(dirname(resolve(configDir)), value ?? join(tmpdir(), `qpsmtpd-spool-${process.getuid?.() ?? 'user'}`));
 }
 
 const NO_ENTRIES: readonly ConfigEntry[] = Object.freeze([]);
