@@ -123,3 +123,15 @@ export { SmtpClient, SmtpLinkError, smtpLinkError, dialogueFailure, CONNECT_FAIL
 export type { SmtpClientOptions, DialogueFailure } from './mail/smtp-client.ts';
 export { runProgram } from './mail/child-program.ts';
 export type { ProgramOptions, ProgramInput, ProgramRun, ProgramRan, ProgramNotStarted } from './mail/child-program.ts';
+
+// Content scanners (spamd, rspamd, clamd, command-line scanners): the socket request, the
+// message as a stream, argument words, and what a failed scan or a verdict does
+export { socketRequest, ScanError } from './scan/socket-request.ts';
+export type { SocketRequestOptions, ScanErrorKind } from './scan/socket-request.ts';
+export { parseScanTarget, describeScanTarget } from './scan/target.ts';
+export type { ScanTarget } from './scan/target.ts';
+export { messageSource, overSizeLimit, isMultipart, writeMessageFile } from './scan/message.ts';
+export type { MessageFile } from './scan/message.ts';
+export { parseFlag, parseSeconds, parseCount, scanFailure, parseOldHeaders, clearOldHeader, applyVirusVerdict } from './scan/policy.ts';
+export type { OldHeaders, VirusVerdict, VirusNote, VirusVerdictOptions } from './scan/policy.ts';
+export { CLAMD_MAX_REPLY, clamdInstream, clamdReplyComplete, parseClamdScan, parseClamdVersion } from './scan/clamd.ts';
