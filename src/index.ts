@@ -135,3 +135,5 @@ export type { MessageFile } from './scan/message.ts';
 export { parseFlag, parseSeconds, parseCount, scanFailure, parseOldHeaders, clearOldHeader, applyVirusVerdict } from './scan/policy.ts';
 export type { OldHeaders, VirusVerdict, VirusNote, VirusVerdictOptions } from './scan/policy.ts';
 export { CLAMD_MAX_REPLY, clamdInstream, clamdReplyComplete, parseClamdScan, parseClamdVersion } from './scan/clamd.ts';
+export { SPAMD_MAX_REPLY, spamcHeadersRequest, parseSpamdReply } from './scan/spamc.ts';
+export type { SpamcRequest, SpamdField, SpamdReply } from './scan/spamc.ts';
