@@ -137,3 +137,7 @@ export type { OldHeaders, VirusVerdict, VirusNote, VirusVerdictOptions } from '.
 export { CLAMD_MAX_REPLY, clamdInstream, clamdReplyComplete, parseClamdScan, parseClamdVersion } from './scan/clamd.ts';
 export { SPAMD_MAX_REPLY, spamcHeadersRequest, parseSpamdReply } from './scan/spamc.ts';
 export type { SpamcRequest, SpamdField, SpamdReply } from './scan/spamc.ts';
+export { httpResponseComplete, parseHttpResponse } from './scan/http.ts';
+export type { HttpResponse } from './scan/http.ts';
+export { RSPAMD_MAX_REPLY, rspamdCheckRequest, parseRspamdReply, applyRspamdHeaderChanges } from './scan/rspamd.ts';
+export type { RspamdEnvelope, RspamdSymbol, RspamdHeaderAdd, RspamdResult } from './scan/rspamd.ts';

@@ -61,7 +61,8 @@ export interface SocketRequestOptions {
   readonly maxReplyBytes: number;
   /**
    * Tells when the reply is complete without waiting for the scanner to close (clamd's NUL, an
-   * HTTP Content-Length). Without it the reply ends when the scanner closes the connection.
+   * HTTP Content-Length). Without it, or when the scanner closes first, the reply is what came
+   * before the close (the caller's parser tells a complete one from a cut one).
    */
   readonly replyComplete?: (reply: Buffer) => boolean;
 }
@@ -121,14 +122,14 @@ async function exchange(socket: Duplex, options: SocketRequestOptions, deadline:
     };
   });
   // Whatever came before an error or the close is the reply: the caller's parser judges it.
-  const heardOrFailed = (failure: ScanError): Error | undefined => (size > 0 && replyComplete === undefined ? undefined : failure);
+  const heardOrFailed = (failure: ScanError): Error | undefined => (size > 0 ? undefined : failure);
   const onData = (chunk: Buffer): void => {
     size += chunk.length;
     if (size > maxReplyBytes) return settle(new ScanError(`${peer}: reply longer than ${maxReplyBytes} bytes`, 'protocol'));
     chunks.push(chunk);
     if (replyComplete?.(Buffer.concat(chunks, size))) settle();
   };
-  const onEnd = (): void => settle(heardOrFailed(new ScanError(`${peer} closed the connection ${size > 0 ? 'in the middle of its reply' : 'without a reply'}`, 'closed')));
+  const onEnd = (): void => settle(heardOrFailed(new ScanError(`${peer} closed the connection without a reply`, 'closed')));
   const onError = (err: Error): void => settle(heardOrFailed(new ScanError(`${peer}: ${err.message}`, 'closed')));
   const onDeadline = (): void => settle(stopped());
   socket.on('data', onData);

@@ -10,8 +10,9 @@
  *   Spamd    spamd (SpamAssassin) with the rules Debian ships; GTUBE scores 1000 and more.
  *   Rspamd   rspamd with Debian's config, one normal worker, no controller, no Redis, a DNS server
  *            that does not answer (offline), a tiny TLD list (the full one takes ~15 s to compile),
- *            and a test rule that forces the action named in the Subject (`[action:greylist]`)
- *            and asks for header changes (`[milter]`). GTUBE is rejected by rspamd itself.
+ *            and test rules: one forces the action named in the Subject (`[action:greylist]`)
+ *            and asks for header changes (`[milter]`), one (QP_TEST_ENVELOPE, score 0) lists
+ *            what rspamd was told of the envelope as its options (`ip=...`, `rcpt=...`). GTUBE is rejected by rspamd itself.
  *
  * Also: a listener that accepts and never answers, and the EICAR and GTUBE strings (assembled
  * here, so this file is not itself a test virus for anyone's scanner).
@@ -215,6 +216,23 @@ rspamd_config:register_symbol({
         remove = { ['X-Remove-Me'] = 0 },
       })
     end
+  end,
+})
+rspamd_config:register_symbol({
+  name = 'QP_TEST_ENVELOPE',
+  score = 0.0,
+  callback = function(task)
+    local opts = {}
+    local ip = task:get_from_ip()
+    if ip and ip:is_valid() then table.insert(opts, 'ip=' .. ip:to_string()) end
+    if task:get_helo() then table.insert(opts, 'helo=' .. task:get_helo()) end
+    if task:get_hostname() then table.insert(opts, 'hostname=' .. task:get_hostname()) end
+    local from = task:get_from('smtp')
+    if from and from[1] then table.insert(opts, 'from=' .. from[1].addr) end
+    for _, r in ipairs(task:get_recipients('smtp') or {}) do table.insert(opts, 'rcpt=' .. r.addr) end
+    if task:get_user() then table.insert(opts, 'user=' .. task:get_user()) end
+    if task:get_queue_id() then table.insert(opts, 'queue-id=' .. task:get_queue_id()) end
+    task:insert_result('QP_TEST_ENVELOPE', 1.0, opts)
   end,
 })
 `;
