@@ -141,3 +141,5 @@ export { httpResponseComplete, parseHttpResponse } from './scan/http.ts';
 export type { HttpResponse } from './scan/http.ts';
 export { RSPAMD_MAX_REPLY, rspamdCheckRequest, parseRspamdReply, applyRspamdHeaderChanges } from './scan/rspamd.ts';
 export type { RspamdEnvelope, RspamdSymbol, RspamdHeaderAdd, RspamdResult } from './scan/rspamd.ts';
+export { runScanCommand } from './scan/command.ts';
+export type { CommandScan } from './scan/command.ts';

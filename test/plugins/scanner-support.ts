@@ -76,6 +76,13 @@ export async function sendOne(server: TestServer, message: string, options: Conn
   return result;
 }
 
+/** A ClamAV signature folder holding only the EICAR signature (found as `EICAR-Test.UNOFFICIAL`); returns it. */
+export function eicarDatabase(dir: string): string {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'test.ndb'), `EICAR-Test:0:*:${Buffer.from(EICAR, 'latin1').toString('hex')}\n`);
+  return dir;
+}
+
 async function listening(target: { port: number } | { path: string }): Promise<boolean> {
   if ('path' in target && !existsSync(target.path)) return false;
   return new Promise((resolve) => {
@@ -147,9 +154,7 @@ export class Clamd extends Daemon {
   static async start(): Promise<Clamd> {
     const clamd = new Clamd(openTempDir('qp-clamd-'), await freePort());
     return Daemon.launch(clamd, async (d) => {
-      const db = join(d.dir, 'db');
-      mkdirSync(db);
-      writeFileSync(join(db, 'test.ndb'), `EICAR-Test:0:*:${Buffer.from(EICAR, 'latin1').toString('hex')}\n`);
+      const db = eicarDatabase(join(d.dir, 'db'));
       const conf = join(d.dir, 'clamd.conf');
       writeFileSync(
         conf,
