@@ -48,7 +48,7 @@
  */
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
-import { Plugin, DECLINED, DENYSOFT, LOGINFO, LOGWARN, RSPAMD_MAX_REPLY, adjustKarma, applyRspamdHeaderChanges, clearOldHeader, describeScanTarget, httpResponseComplete, isImmune, overSizeLimit, pairArguments, parseCount, parseFlag, parseOldHeaders, parseRspamdReply, parseScanTarget, parseSeconds, rejectCode, rspamdCheckRequest, scanFailure, socketRequest } from 'qpsmtpd';
+import { Plugin, DECLINED, DENYSOFT, LOGINFO, LOGWARN, RSPAMD_MAX_REPLY, adjustKarma, applyRspamdHeaderChanges, clearOldHeader, describeScanTarget, httpResponseComplete, isImmune, overSizeLimit, choiceArgument, flagArgument, pairArguments, parseCount, parseOldHeaders, parseRspamdReply, parseScanTarget, parseSeconds, rejectCode, rspamdCheckRequest, scanFailure, socketRequest } from 'qpsmtpd';
 import type { HookResult, OldHeaders, PluginHost, RspamdEnvelope, RspamdResult, RspamdSymbol, ScanTarget, Transaction } from 'qpsmtpd';
 
 /** The transaction note `rspamd`. */
@@ -87,16 +87,8 @@ export default class Rspamd extends Plugin {
       'leave_old_headers', 'settings_id', 'relayclient', 'size_limit', 'timeout', 'defer_on_error',
     ]);
     this.target = parseScanTarget(pairs.get('rspamd_socket') ?? 'localhost:11333', 11333, dirname(qp.configDir), 'rspamd_socket');
-    const flag = (key: string, fallback: boolean): boolean => {
-      const value = pairs.get(key);
-      return value === undefined ? fallback : parseFlag(key, value);
-    };
-    const choice = <T extends string>(key: string, allowed: readonly T[], fallback: T): T => {
-      const value = pairs.get(key)?.toLowerCase();
-      if (value === undefined) return fallback;
-      if (!(allowed as readonly string[]).includes(value)) throw new Error(`${key} "${value}": expected ${allowed.join(' or ')}`);
-      return value as T;
-    };
+    const flag = (key: string, fallback: boolean): boolean => flagArgument(pairs, key, fallback);
+    const choice = <T extends string>(key: string, allowed: readonly T[], fallback: T): T => choiceArgument(pairs, key, allowed, fallback);
     this.reject = flag('reject', true);
     this.rejectType = pairs.get('reject_type');
     this.softReject = choice('soft_reject', ['temp', 'pass'], 'temp') === 'temp';

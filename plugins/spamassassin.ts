@@ -50,7 +50,7 @@
 import { connect } from 'node:net';
 import { userInfo } from 'node:os';
 import { dirname } from 'node:path';
-import { Plugin, DECLINED, LOGDEBUG, LOGINFO, SPAMD_MAX_REPLY, adjustKarma, clearOldHeader, describeScanTarget, isImmune, overSizeLimit, pairArguments, parseCount, parseFlag, parseOldHeaders, parseScanTarget, parseSeconds, parseSpamdReply, rejectCode, scanFailure, socketRequest, spamcHeadersRequest } from 'qpsmtpd';
+import { Plugin, DECLINED, choiceArgument, flagArgument, LOGDEBUG, LOGINFO, SPAMD_MAX_REPLY, adjustKarma, clearOldHeader, describeScanTarget, isImmune, overSizeLimit, pairArguments, parseCount, parseFlag, parseOldHeaders, parseScanTarget, parseSeconds, parseSpamdReply, rejectCode, scanFailure, socketRequest, spamcHeadersRequest } from 'qpsmtpd';
 import type { HookResult, OldHeaders, PluginHost, ScanTarget, SpamdField, SpamdReply, Transaction } from 'qpsmtpd';
 
 /** The transaction note `spamassassin`. */
@@ -95,15 +95,12 @@ export default class SpamAssassin extends Plugin {
     const old = pairs.get('leave_old_headers');
     if (old !== undefined) this.oldHeaders = parseOldHeaders(old);
     this.spamdUser = pairs.get('spamd_user') ?? userInfo().username;
-    const relay = pairs.get('relayclient')?.toLowerCase();
-    if (relay !== undefined && relay !== 'skip' && relay !== 'scan') throw new Error(`relayclient "${relay}": expected skip or scan`);
-    this.scanRelayClients = relay === 'scan';
+    this.scanRelayClients = choiceArgument(pairs, 'relayclient', ['skip', 'scan'], 'skip') === 'scan';
     const size = pairs.get('size_limit');
     if (size !== undefined) this.sizeLimit = parseCount('size_limit', size);
     const timeout = pairs.get('timeout');
     if (timeout !== undefined) this.timeoutMs = parseSeconds('timeout', timeout);
-    const defer = pairs.get('defer_on_error');
-    if (defer !== undefined) this.deferOnError = parseFlag('defer_on_error', defer);
+    this.deferOnError = flagArgument(pairs, 'defer_on_error', false);
   }
 
   async hook_data_post(tx: Transaction): Promise<HookResult> {

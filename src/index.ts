@@ -132,7 +132,7 @@ export { parseScanTarget, describeScanTarget } from './scan/target.ts';
 export type { ScanTarget } from './scan/target.ts';
 export { messageSource, overSizeLimit, isMultipart, writeMessageFile } from './scan/message.ts';
 export type { MessageFile } from './scan/message.ts';
-export { parseFlag, parseSeconds, parseCount, scanFailure, parseOldHeaders, clearOldHeader, applyVirusVerdict } from './scan/policy.ts';
+export { parseFlag, flagArgument, choiceArgument, parseSeconds, parseCount, scanFailure, parseOldHeaders, clearOldHeader, applyVirusVerdict } from './scan/policy.ts';
 export type { OldHeaders, VirusVerdict, VirusNote, VirusVerdictOptions } from './scan/policy.ts';
 export { CLAMD_MAX_REPLY, clamdInstream, clamdReplyComplete, parseClamdScan, parseClamdVersion } from './scan/clamd.ts';
 export { SPAMD_MAX_REPLY, spamcHeadersRequest, parseSpamdReply } from './scan/spamc.ts';

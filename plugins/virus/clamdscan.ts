@@ -36,7 +36,7 @@
  */
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
-import { Plugin, DECLINED, LOGINFO, CLAMD_MAX_REPLY, applyVirusVerdict, clamdInstream, clamdReplyComplete, describeScanTarget, isMultipart, overSizeLimit, pairArguments, parseClamdScan, parseClamdVersion, parseCount, parseFlag, parseScanTarget, parseSeconds, scanFailure, socketRequest } from 'qpsmtpd';
+import { Plugin, DECLINED, LOGINFO, CLAMD_MAX_REPLY, applyVirusVerdict, clamdInstream, clamdReplyComplete, describeScanTarget, isMultipart, overSizeLimit, pairArguments, parseClamdScan, parseClamdVersion, flagArgument, parseCount, parseScanTarget, parseSeconds, scanFailure, socketRequest } from 'qpsmtpd';
 import type { HookResult, PluginHost, ScanTarget, Transaction } from 'qpsmtpd';
 
 const DEFAULT_SOCKET = '/var/run/clamav/clamd.ctl';
@@ -57,13 +57,9 @@ export default class ClamdScan extends Plugin {
     const port = pairs.get('clamd_port');
     if (port !== undefined) this.target = parseScanTarget(`${pairs.get('clamd_host') ?? 'localhost'}:${port}`, 3310, base, 'clamd_host/clamd_port');
     else this.target = parseScanTarget(pairs.get('clamd_socket') ?? DEFAULT_SOCKET, 3310, base, 'clamd_socket');
-    const flag = (key: string, fallback: boolean): boolean => {
-      const value = pairs.get(key);
-      return value === undefined ? fallback : parseFlag(key, value);
-    };
-    this.denyViruses = flag('deny_viruses', true);
-    this.deferOnError = flag('defer_on_error', false);
-    this.scanAll = flag('scan_all', true);
+    this.denyViruses = flagArgument(pairs, 'deny_viruses', true);
+    this.deferOnError = flagArgument(pairs, 'defer_on_error', false);
+    this.scanAll = flagArgument(pairs, 'scan_all', true);
     const maxSize = pairs.get('max_size');
     if (maxSize !== undefined) this.maxBytes = parseCount('max_size', maxSize) * 1024;
     const timeout = pairs.get('timeout');

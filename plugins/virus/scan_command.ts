@@ -38,7 +38,7 @@
  */
 import { tmpdir } from 'node:os';
 import { basename, isAbsolute } from 'node:path';
-import { Plugin, DECLINED, applyVirusVerdict, overSizeLimit, pairArguments, parseCount, parseFlag, parseSeconds, perlRegExp, runScanCommand, scanFailure } from 'qpsmtpd';
+import { Plugin, DECLINED, applyVirusVerdict, overSizeLimit, choiceArgument, flagArgument, pairArguments, parseCount, parseSeconds, perlRegExp, runScanCommand, scanFailure } from 'qpsmtpd';
 import type { HookResult, PluginHost, Transaction } from 'qpsmtpd';
 
 export default class ScanCommand extends Plugin {
@@ -61,9 +61,7 @@ export default class ScanCommand extends Plugin {
     this.command = args[at]!;
     this.commandArgs = args.slice(at + 1);
     const pairs = pairArguments(this, args.slice(0, at), ['input', 'clean_codes', 'virus_codes', 'virus_regexp', 'name', 'deny_viruses', 'defer_on_error', 'max_size', 'tmp_dir', 'timeout']);
-    const input = pairs.get('input') ?? 'stdin';
-    if (input !== 'stdin' && input !== 'file') throw new Error(`input "${input}": expected stdin or file`);
-    this.input = input;
+    this.input = choiceArgument(pairs, 'input', ['stdin', 'file'], 'stdin');
     if (pairs.has('clean_codes')) this.cleanCodes = codes('clean_codes', pairs.get('clean_codes')!);
     if (pairs.has('virus_codes')) this.virusCodes = codes('virus_codes', pairs.get('virus_codes')!);
     const both = this.cleanCodes.filter((c) => this.virusCodes.includes(c));
@@ -75,8 +73,8 @@ export default class ScanCommand extends Plugin {
       this.virusPattern = compiled.regexp;
     }
     this.scanner = pairs.get('name') ?? basename(this.command);
-    if (pairs.has('deny_viruses')) this.deny = parseFlag('deny_viruses', pairs.get('deny_viruses')!);
-    if (pairs.has('defer_on_error')) this.deferOnError = parseFlag('defer_on_error', pairs.get('defer_on_error')!);
+    this.deny = flagArgument(pairs, 'deny_viruses', true);
+    this.deferOnError = flagArgument(pairs, 'defer_on_error', true);
     if (pairs.has('max_size')) this.maxSize = parseCount('max_size', pairs.get('max_size')!);
     const dir = pairs.get('tmp_dir');
     if (dir !== undefined && !isAbsolute(dir)) throw new Error(`tmp_dir "${dir}": expected an absolute path`);

@@ -19,6 +19,20 @@ export function parseFlag(key: string, value: string): boolean {
   throw new Error(`${key} "${value}": expected yes or no`);
 }
 
+/** The flag `key` from a plugin's argument pairs (`pairArguments`), or `fallback` when not given. */
+export function flagArgument(pairs: ReadonlyMap<string, string>, key: string, fallback: boolean): boolean {
+  const value = pairs.get(key);
+  return value === undefined ? fallback : parseFlag(key, value);
+}
+
+/** One of `allowed` (any case) for `key` from a plugin's argument pairs, or `fallback`; else a load error. */
+export function choiceArgument<T extends string>(pairs: ReadonlyMap<string, string>, key: string, allowed: readonly T[], fallback: T): T {
+  const value = pairs.get(key)?.toLowerCase();
+  if (value === undefined) return fallback;
+  if (!(allowed as readonly string[]).includes(value)) throw new Error(`${key} "${value}": expected ${allowed.join(' or ')}`);
+  return value as T;
+}
+
 /** A number of seconds above zero (fractions allowed) as milliseconds; else a load error naming `key`. */
 export function parseSeconds(key: string, value: string): number {
   if (!/^\d+(\.\d+)?$/.test(value) || Number(value) <= 0) throw new Error(`${key} "${value}": expected a number of seconds above 0`);
