@@ -56,10 +56,11 @@ export function multipartMessage(subject: string, attachment: string): string {
 
 /**
  * A test server with these plugin lines, every recipient accepted and the kit's capturing queue;
- * closed after `fn`.
+ * closed after `fn`. plugin_timeout is 120 s: on a loaded machine a scan may take long, and the
+ * tests of time limits set the plugins' own `timeout`.
  */
 export async function withServer(plugins: readonly string[], fn: (server: TestServer) => Promise<void>, config: Readonly<Record<string, ConfigValue>> = {}): Promise<void> {
-  const server = await testServer({ plugins, acceptAllRecipients: true, config, replyTimeoutMs: 30_000 });
+  const server = await testServer({ plugins, acceptAllRecipients: true, config: { plugin_timeout: '120', ...config }, replyTimeoutMs: 120_000 });
   try {
     await fn(server);
   } finally {
@@ -196,6 +197,8 @@ export class Spamd extends Daemon {
         `--syslog=${join(d.dir, 'spamd.log')}`,
       ]);
       await d.ready([{ port: d.port }, { path: d.socketPath }], 30_000);
+      // spamd's first scan is slow (it loads what it needs on first use): done here, not in a test.
+      await warmUp(d.port, `CHECK SPAMC/1.5\r\nContent-length: ${GTUBE.length + 2}\r\n\r\n${GTUBE}\r\n`);
     });
   }
 
@@ -285,6 +288,7 @@ export class Rspamd extends Daemon {
       const vars = { CONFDIR: '/etc/rspamd', LOCAL_CONFDIR: local, DBDIR: join(d.dir, 'db'), RUNDIR: join(d.dir, 'run'), LOGDIR: join(d.dir, 'log') };
       d.start('rspamd', ['-f', '-i', '-u', 'root', '-g', 'root', '-c', conf, ...Object.entries(vars).flatMap(([k, v]) => ['--var', `${k}=${v}`])]);
       await d.ready([{ port: d.port }], 40_000);
+      await warmUp(d.port, `POST /checkv2 HTTP/1.0\r\nContent-Length: ${GTUBE.length + 2}\r\n\r\n${GTUBE}\r\n`);
     });
   }
 
@@ -292,6 +296,17 @@ export class Rspamd extends Daemon {
     const file = join(this.dir, 'log', 'rspamd.log');
     return super.log() + (existsSync(file) ? readFileSync(file, 'utf8') : '');
   }
+}
+
+/** Send a request and wait for the scanner to close the connection (its first scan done). */
+async function warmUp(port: number, request: string): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port }, () => socket.end(request));
+    socket.on('data', () => undefined);
+    socket.on('error', () => resolve());
+    socket.on('close', () => resolve());
+    socket.setTimeout(120_000, () => socket.destroy());
+  });
 }
 
 /** A TCP listener on loopback that accepts connections and never says anything. */

@@ -22,12 +22,12 @@ interface Note {
   version?: string;
 }
 
-describe('spamassassin against spamd', { timeout: 90_000 }, () => {
+describe('spamassassin against spamd', { timeout: 240_000 }, () => {
   let spamd: Spamd;
   let tcp: string;
   before(async () => {
     spamd = await Spamd.start();
-    tcp = `spamd_socket 127.0.0.1:${spamd.port} spamd_user nobody`;
+    tcp = `spamd_socket 127.0.0.1:${spamd.port} spamd_user nobody timeout 90`;
   });
   after(async () => {
     await spamd?.stop();
@@ -49,7 +49,7 @@ describe('spamassassin against spamd', { timeout: 90_000 }, () => {
   });
 
   it('passes ham over the unix socket with spamd’s X-Spam-* headers on top, and the note', async () => {
-    await withServer([`spamassassin spamd_socket ${spamd.socketPath} spamd_user nobody reject 10`], async (server) => {
+    await withServer([`spamassassin spamd_socket ${spamd.socketPath} spamd_user nobody timeout 90 reject 10`], async (server) => {
       const result = await sendOne(server, ham({ 'X-Spam-Status': 'No, score=-100 (from upstream)' }));
       assert.equal(result.code, 250, result.raw);
       const queued = server.queued[0]!;
@@ -152,7 +152,7 @@ describe('spamassassin against spamd', { timeout: 90_000 }, () => {
         const started = Date.now();
         const result = await sendOne(server, ham());
         assert.equal(result.code, 452, result.raw);
-        assert.ok(Date.now() - started < 3000);
+        assert.ok(Date.now() - started < 10_000);
       });
     } finally {
       await silent.stop();

@@ -15,7 +15,7 @@ const dir = tempDir('qp-clamav-');
 after(() => rmSync(dir, { recursive: true, force: true }));
 const db = eicarDatabase(join(dir, 'db'));
 
-describe('virus/clamav with clamscan', { timeout: 60_000 }, () => {
+describe('virus/clamav with clamscan', { timeout: 120_000 }, () => {
   it('action=reject: EICAR in an attachment is refused with its name', async () => {
     await withServer([`virus/clamav database=${db} action=reject`], async (server) => {
       const result = await sendOne(server, multipartMessage('infected', EICAR));

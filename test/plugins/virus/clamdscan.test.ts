@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { testServer } from '../../../src/testing/index.ts';
 import { Clamd, EICAR, SilentServer, buildMessage, freePort, multipartMessage, sendOne, withServer } from '../scanner-support.ts';
 
-describe('virus/clamdscan against clamd', { timeout: 60_000 }, () => {
+describe('virus/clamdscan against clamd', { timeout: 120_000 }, () => {
   let clamd: Clamd;
   before(async () => {
     clamd = await Clamd.start();
@@ -109,7 +109,7 @@ describe('virus/clamdscan against clamd', { timeout: 60_000 }, () => {
         const started = Date.now();
         const result = await sendOne(server, multipartMessage('silent', 'x'));
         assert.equal(result.code, 452, result.raw);
-        assert.ok(Date.now() - started < 3000, `took ${Date.now() - started} ms`);
+        assert.ok(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
         assert.ok(server.logs.some((l) => l.text.includes('no complete answer within 0.5 s')));
       });
       for (let i = 0; silent.open > 0 && i < 40; i++) await new Promise((r) => setTimeout(r, 25));
@@ -132,7 +132,7 @@ describe('virus/clamdscan against clamd', { timeout: 60_000 }, () => {
       const result = await sendOne(server, multipartMessage('abort', 'x'));
       assert.equal(result.code, 452, result.raw);
       assert.match(result.text, /plugin timeout/);
-      assert.ok(Date.now() - started < 5000);
+      assert.ok(Date.now() - started < 10_000);
       for (let i = 0; silent.open > 0 && i < 40; i++) await new Promise((r) => setTimeout(r, 25));
       assert.equal(silent.open, 0, 'the abort closed the connection');
     } finally {

@@ -34,7 +34,7 @@ exit 0
 chmodSync(script, 0o755);
 const fake = (options = ''): string => `virus/scan_command input file ${options} virus_regexp Found\\s(?:the\\s)?(\\S+) tmp_dir ${dir} ${script} {}`.replace(/\s+/g, ' ');
 
-describe('virus/scan_command', { timeout: 60_000 }, () => {
+describe('virus/scan_command', { timeout: 120_000 }, () => {
   it('clamscan on standard input: EICAR refused, a clean message marked with the given name', async () => {
     await withServer([`virus/scan_command name ClamAV-CLI /usr/bin/clamscan --no-summary --database=${db} -`], async (server) => {
       const infected = await sendOne(server, multipartMessage('infected', EICAR));
@@ -72,7 +72,7 @@ describe('virus/scan_command', { timeout: 60_000 }, () => {
       assert.ok(server.logs.some((l) => l.text.includes('error, fake-scanner failed, exit code 7: license expired')));
       const started = Date.now();
       assert.equal((await sendOne(server, buildMessage({ subject: 'x', body: 'hang-forever\n' }))).code, 452);
-      assert.ok(Date.now() - started < 3000, `killed in time (${Date.now() - started} ms)`);
+      assert.ok(Date.now() - started < 10_000, `killed in time (${Date.now() - started} ms)`);
       assert.ok(server.logs.some((l) => l.text.includes('no verdict within 0.5 s (killed)')));
       assert.equal((await sendOne(server, buildMessage({ subject: 'x', body: 'crash-now\n' }))).code, 452);
       assert.ok(server.logs.some((l) => l.text.includes('fake-scanner ended by signal SIGKILL')));
