@@ -148,3 +148,22 @@ export {
   STORE_FAILURE_MESSAGE,
 } from './store/index.ts';
 export type { Store, StoreCallOptions, WindowCount, StoreSpec, StoreErrorPolicy } from './store/index.ts';
+// Content scanners (spamd, rspamd, clamd, command-line scanners): the socket request, the
+// message as a stream, argument words, and what a failed scan or a verdict does
+export { socketRequest, ScanError } from './scan/socket-request.ts';
+export type { SocketRequestOptions, ScanErrorKind } from './scan/socket-request.ts';
+export { parseScanTarget, describeScanTarget } from './scan/target.ts';
+export type { ScanTarget } from './scan/target.ts';
+export { messageSource, overSizeLimit, isMultipart, writeMessageFile } from './scan/message.ts';
+export type { MessageFile } from './scan/message.ts';
+export { parseFlag, flagArgument, choiceArgument, parseSeconds, parseCount, scanFailure, parseOldHeaders, clearOldHeader, applyVirusVerdict } from './scan/policy.ts';
+export type { OldHeaders, VirusVerdict, VirusNote, VirusVerdictOptions } from './scan/policy.ts';
+export { CLAMD_MAX_REPLY, clamdInstream, clamdReplyComplete, parseClamdScan, parseClamdVersion } from './scan/clamd.ts';
+export { SPAMD_MAX_REPLY, spamcHeadersRequest, parseSpamdReply } from './scan/spamc.ts';
+export type { SpamcRequest, SpamdField, SpamdReply } from './scan/spamc.ts';
+export { httpResponseComplete, parseHttpResponse } from './scan/http.ts';
+export type { HttpResponse } from './scan/http.ts';
+export { RSPAMD_MAX_REPLY, rspamdCheckRequest, parseRspamdReply, applyRspamdHeaderChanges } from './scan/rspamd.ts';
+export type { RspamdEnvelope, RspamdSymbol, RspamdHeaderAdd, RspamdResult } from './scan/rspamd.ts';
+export { runScanCommand } from './scan/command.ts';
+export type { CommandScan } from './scan/command.ts';
