@@ -137,3 +137,41 @@ export async function* convertStream(message: AsyncIterable<unknown>, converter?
     if (tail.length > 0) yield tail;
   }
 }
+
+/**
+ * Every line end (CRLF, a bare LF, a bare CR) to CRLF, nothing else changed: for a body that
+ * comes from elsewhere (a milter's replacement body) into the store, which holds CRLF only.
+ */
+export class ToCrlf implements LineEndConverter {
+  private heldCr = false;
+
+  convert(chunk: Buffer): Buffer {
+    const out = Buffer.allocUnsafe(chunk.length * 2 + 2);
+    let n = 0;
+    for (let i = 0; i < chunk.length; i++) {
+      const byte = chunk[i]!;
+      if (this.heldCr) {
+        this.heldCr = false;
+        out[n++] = CR;
+        out[n++] = LF;
+        if (byte === LF) continue;
+      }
+      if (byte === CR) {
+        this.heldCr = true;
+      } else if (byte === LF) {
+        out[n++] = CR;
+        out[n++] = LF;
+      } else {
+        out[n++] = byte;
+      }
+    }
+    return out.subarray(0, n);
+  }
+
+  /** A CR held at the very end becomes a CRLF. */
+  end(): Buffer {
+    const held = this.heldCr;
+    this.heldCr = false;
+    return held ? Buffer.from('\r\n', 'latin1') : EMPTY;
+  }
+}
