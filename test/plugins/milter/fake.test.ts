@@ -10,7 +10,7 @@ import { Action, MacroStage, Proto } from '../../../src/milter/protocol.ts';
 import type { MilterCommand } from '../../../src/milter/commands.ts';
 import { FakeMilter, type FakeMilterOptions } from './fake-milter.ts';
 
-const MESSAGE = ['From: a@origin.example', 'To: b@example.com', 'Subject: hello', 'X-Dup: one', 'X-Dup: two', '', 'Body line 1.', 'Body line 2.', ''].join('\r\n');
+const MESSAGE = ['From: a@origin.example', 'To: b@example.com', 'Subject: hello', 'X-Folded: first', '\tsecond', 'X-Dup: one', 'X-Dup: two', '', 'Body line 1.', 'Body line 2.', ''].join('\r\n');
 
 interface Setup {
   readonly milter?: FakeMilterOptions;
@@ -73,8 +73,10 @@ describe('milter: the conversation', () => {
       assert.equal(conn.macros('E')['i'], txId);
       // The header as it is queued, our Received on top; values without the space after the colon.
       assert.equal(headers[0], 'Received');
-      assert.deepEqual(headers.slice(1), ['Authentication-Results', 'From', 'To', 'Subject', 'X-Dup', 'X-Dup']);
+      assert.deepEqual(headers.slice(1), ['Authentication-Results', 'From', 'To', 'Subject', 'X-Folded', 'X-Dup', 'X-Dup']);
       assert.deepEqual(conn.of('header')[4], { type: 'header', name: 'Subject', value: 'hello' });
+      // Folds as LF, as Sendmail and Postfix send them.
+      assert.deepEqual(conn.of('header')[5], { type: 'header', name: 'X-Folded', value: 'first\n\tsecond' });
       assert.equal(Buffer.concat(conn.of('body').map((b) => b.chunk)).toString(), 'Body line 1.\r\nBody line 2.\r\n');
       assert.equal(server.queued.length, 1);
     });
