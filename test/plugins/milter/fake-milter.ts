@@ -29,6 +29,8 @@ export interface FakeMilterOptions {
   readonly actions?: number;
   readonly protocol?: number;
   readonly macros?: ReadonlyMap<number, readonly string[]>;
+  /** Listen on this unix socket instead of a loopback port. */
+  readonly path?: string;
   /** The answer to a command; undefined: the default. May wait (a slow milter). */
   readonly on?: (cmd: MilterCommand, conn: FakeConnection) => Answer | undefined | Promise<Answer | undefined>;
 }
@@ -83,25 +85,28 @@ export class FakeMilter {
   private constructor(
     private readonly server: Server,
     readonly port: number,
+    private readonly path: string | undefined,
   ) {}
 
   static async start(options: FakeMilterOptions = {}): Promise<FakeMilter> {
     const server = createServer();
     const port = await new Promise<number>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => {
+      const listening = (): void => {
         const address = server.address();
         resolve(typeof address === 'object' && address !== null ? address.port : 0);
-      });
+      };
+      if (options.path !== undefined) server.listen(options.path, listening);
+      else server.listen(0, '127.0.0.1', listening);
     });
-    const milter = new FakeMilter(server, port);
+    const milter = new FakeMilter(server, port, options.path);
     server.on('connection', (socket) => milter.serve(socket, options));
     return milter;
   }
 
   /** The plugin's socket argument. */
   get socket(): string {
-    return `inet:${this.port}@127.0.0.1`;
+    return this.path !== undefined ? `unix:${this.path}` : `inet:${this.port}@127.0.0.1`;
   }
 
   /** The last connection (the one of the test's session). */

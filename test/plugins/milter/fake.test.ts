@@ -5,6 +5,9 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { testServer, type TestServer, type TestServerOptions } from '../../../src/testing/index.ts';
 import { Action, MacroStage, Proto } from '../../../src/milter/protocol.ts';
 import type { MilterCommand } from '../../../src/milter/commands.ts';
@@ -95,6 +98,34 @@ describe('milter: the conversation', () => {
       const types = milter.last.types.filter((t) => ['mail', 'abort', 'eob', 'quit'].includes(t));
       assert.deepEqual(types, ['mail', 'abort', 'mail', 'eob', 'mail', 'eob', 'quit']);
     });
+  });
+
+  it('talks over a unix socket (unix:PATH, local:PATH relative to the folder of the config directory)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'milter-unix-'));
+    const milter = await FakeMilter.start({ path: join(dir, 'milter.sock') });
+    try {
+      const absolute = await testServer({ plugins: [`milter unix:${join(dir, 'milter.sock')}`], acceptAllRecipients: true });
+      try {
+        const session = await absolute.connect();
+        assert.equal((await session.sendMail('a@origin.example', 'b@example.com', MESSAGE)).code, 250);
+      } finally {
+        await absolute.close();
+      }
+      // A relative path: from the folder that holds the config directory.
+      const server = await testServer({ plugins: ['milter local:milter.sock'], acceptAllRecipients: true });
+      try {
+        const link = join(server.configDir, '..', 'milter.sock');
+        symlinkSync(join(dir, 'milter.sock'), link);
+        const session = await server.connect();
+        assert.equal((await session.sendMail('a@origin.example', 'b@example.com', MESSAGE)).code, 250);
+        assert.equal(milter.connections.length, 2);
+      } finally {
+        await server.close();
+      }
+    } finally {
+      await milter.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('streams a large body in chunks of at most 65535 bytes', async () => {

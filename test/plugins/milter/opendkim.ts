@@ -11,9 +11,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
-import { freePort, sleep, stopChild } from '../queue/support.ts';
+import { canConnect, freePort, sleep, stopChild } from '../queue/support.ts';
 
 const BINARY = '/usr/sbin/opendkim';
 const PARENT = '/var/lib/qpsmtpd-test';
@@ -97,7 +96,7 @@ export class OpenDkim {
     child.stderr!.on('data', (d: Buffer) => output.push(d.toString()));
     const dkim = new OpenDkim(dir, port, child, output);
     const deadline = Date.now() + 15_000;
-    while (!(await listening(port))) {
+    while (!(await canConnect(port))) {
       if (child.exitCode !== null || Date.now() > deadline) {
         await dkim.stop();
         throw new Error(`opendkim did not start (exit ${child.exitCode}): ${output.join('')}`);
@@ -112,15 +111,4 @@ export class OpenDkim {
     await stopChild(this.child, 15_000);
     rmSync(this.dir, { recursive: true, force: true });
   }
-}
-
-async function listening(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
 }
