@@ -116,13 +116,13 @@ export function decodeResponse(packet: Packet): MilterResponse | { readonly erro
     }
     case Reply.ADDHEADER: {
       const s = cstrings(data, 2);
-      return s === undefined || s[0] === '' ? bad('ADDHEADER') : { type: 'addheader', name: s[0]!, value: s[1]! };
+      return s === undefined || !FIELD_NAME.test(s[0]!) ? bad('ADDHEADER') : { type: 'addheader', name: s[0]!, value: s[1]! };
     }
     case Reply.INSHEADER:
     case Reply.CHGHEADER: {
       const type = code === Reply.INSHEADER ? 'insheader' : 'chgheader';
       const s = data.length < 4 ? undefined : cstrings(data.subarray(4), 2);
-      return s === undefined || s[0] === '' ? bad(type) : { type, index: data.readUInt32BE(0), name: s[0]!, value: s[1]! };
+      return s === undefined || !FIELD_NAME.test(s[0]!) ? bad(type) : { type, index: data.readUInt32BE(0), name: s[0]!, value: s[1]! };
     }
     case Reply.ADDRCPT:
     case Reply.DELRCPT: {
@@ -150,6 +150,9 @@ export function decodeResponse(packet: Packet): MilterResponse | { readonly erro
       return { error: `unknown reply code ${JSON.stringify(code)}` };
   }
 }
+
+/** A header field name (RFC 5322: printable ASCII but the colon). */
+const FIELD_NAME = /^[\x21-\x39\x3b-\x7e]+$/;
 
 const CODE_OF: Readonly<Record<string, string>> = Object.fromEntries(Object.entries(SIMPLE).map(([code, type]) => [type, code]));
 

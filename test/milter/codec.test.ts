@@ -199,6 +199,8 @@ describe('milter replies (milter to MTA)', () => {
     bad('y', '550 no nul');
     bad('h', '\0value\0');
     bad('h', 'name\0');
+    bad('h', 'X Bad\0v\0');
+    bad('i', '\0\0\0\0X:Y\0v\0');
     bad('i', '\0\0');
     bad('m', '\0\0\0\0Subject');
     bad('+', '');
