@@ -167,3 +167,24 @@ export { RSPAMD_MAX_REPLY, rspamdCheckRequest, parseRspamdReply, applyRspamdHead
 export type { RspamdEnvelope, RspamdSymbol, RspamdHeaderAdd, RspamdResult } from './scan/rspamd.ts';
 export { runScanCommand } from './scan/command.ts';
 export type { CommandScan } from './scan/command.ts';
+// The milter protocol (Sendmail's content filter API, version 6): codec, link, conversation
+export { Cmd as MilterCmd, Reply as MilterReply, Family as MilterFamily, Action as MilterAction, Proto as MilterProto, MacroStage as MilterMacroStage, MILTER_VERSION, MILTER_CHUNK_SIZE, ALL_ACTIONS as MILTER_ALL_ACTIONS, OFFERED_PROTOCOL as MILTER_OFFERED_PROTOCOL } from './milter/protocol.ts';
+export type { FamilyCode as MilterFamilyCode } from './milter/protocol.ts';
+export { PacketReader as MilterPacketReader, encodePacket as encodeMilterPacket } from './milter/packets.ts';
+export type { Packet as MilterPacket } from './milter/packets.ts';
+export { encodeCommand as encodeMilterCommand, decodeCommand as decodeMilterCommand } from './milter/commands.ts';
+export type { MilterCommand } from './milter/commands.ts';
+export { encodeResponse as encodeMilterResponse, decodeResponse as decodeMilterResponse, parseReplyCode as parseMilterReplyCode } from './milter/responses.ts';
+export type { MilterResponse, MilterVerdict, MilterModification, OptnegReply as MilterOptnegReply } from './milter/responses.ts';
+export { MilterLink, MilterError } from './milter/link.ts';
+export type { Deadline as MilterDeadline } from './milter/link.ts';
+export { MilterSession, MACRO_STAGES as MILTER_MACRO_STAGES } from './milter/session.ts';
+export type { MilterSessionOptions, MacroLists as MilterMacroLists, MacroSource as MilterMacroSource, MacroStageName as MilterMacroStageName, ConnectInfo as MilterConnectInfo, HeaderField as MilterHeaderField, Negotiated as MilterNegotiated } from './milter/session.ts';
+export { macroSource as milterMacroSource, DEFAULT_MACROS as MILTER_DEFAULT_MACROS, KNOWN_MACROS as MILTER_KNOWN_MACROS, bareMacroName as milterMacroName } from './milter/macros.ts';
+export type { MacroFacts as MilterMacroFacts } from './milter/macros.ts';
+export { MilterChanges } from './milter/changes.ts';
+export type { QuarantineNote, ApplyOptions as MilterApplyOptions } from './milter/changes.ts';
+export type { BodyStore } from './message/body-store.ts';
+export { ToCrlf } from './mail/line-ends.ts';
+export { parseMilterSocket, describeMilterTarget } from './milter/socket-spec.ts';
+export type { MilterTarget } from './milter/socket-spec.ts';

@@ -66,11 +66,15 @@ export class CrlfToLf implements LineEndConverter {
 
 /** SMTP DATA encoding: one kind of line end (CRLF by default), dot-stuffing, the final dot. */
 export class DataEncoder implements LineEndConverter {
-  private lineStart = true;
-  private heldCr = false;
+  protected lineStart = true;
+  protected heldCr = false;
   private readonly crlf: boolean;
 
-  constructor(lineEnd: 'crlf' | 'lf' = 'crlf') {
+  constructor(
+    lineEnd: 'crlf' | 'lf' = 'crlf',
+    /** Double a dot that starts a line (false only for ToCrlf). */
+    private readonly dotStuffing = true,
+  ) {
     this.crlf = lineEnd === 'crlf';
   }
 
@@ -97,7 +101,7 @@ export class DataEncoder implements LineEndConverter {
         this.lineStart = true;
         continue;
       }
-      if (this.lineStart && byte === DOT) out[n++] = DOT;
+      if (this.dotStuffing && this.lineStart && byte === DOT) out[n++] = DOT;
       out[n++] = byte;
       this.lineStart = false;
     }
@@ -135,5 +139,24 @@ export async function* convertStream(message: AsyncIterable<unknown>, converter?
   if (converter !== undefined) {
     const tail = converter.end();
     if (tail.length > 0) yield tail;
+  }
+}
+
+/**
+ * Every line end (CRLF, a bare LF, a bare CR) to CRLF, nothing else changed (no dots doubled,
+ * no final dot): for a body that comes from elsewhere (a milter's replacement body) into the
+ * store, which holds CRLF only.
+ */
+export class ToCrlf extends DataEncoder {
+  constructor() {
+    super('crlf', false);
+  }
+
+  /** A CR held at the very end becomes a CRLF. */
+  override end(): Buffer {
+    const held = this.heldCr;
+    this.heldCr = false;
+    this.lineStart = true;
+    return held ? Buffer.from('\r\n', 'latin1') : EMPTY;
   }
 }

@@ -132,6 +132,15 @@ export class Header {
     return this.fields.map((f) => ({ name: f.name, value: valueOf(f) }));
   }
 
+  /**
+   * Each field's name and its value exactly as written: everything after the colon, leading white
+   * space and folds (CRLF) included, with the encoding that gives back its bytes. For code that
+   * hands header fields on one by one (a milter).
+   */
+  rawEntries(): { name: string; value: string; encoding: 'utf8' | 'latin1' }[] {
+    return this.fields.map((f) => ({ name: f.name, value: f.raw.slice(f.raw.indexOf(':') + 1), encoding: f.encoding }));
+  }
+
   private positionOf(key: string, index: number): number {
     let seen = 0;
     for (let i = 0; i < this.fields.length; i++) {

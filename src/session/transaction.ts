@@ -85,6 +85,26 @@ export class Transaction {
     return this.store === undefined ? readableOf([head]) : this.store.stream(head);
   }
 
+  /**
+   * An empty body store like the transaction's own (memory up to the threshold, then a spool
+   * file), for a new body that is to replace the message's: append to it, then `replaceBody`.
+   * Discard it yourself if it is not used.
+   */
+  newBody(): BodyStore {
+    return new BodyStore(this.storeOptions());
+  }
+
+  /**
+   * Put `store` (from `newBody()`, with CRLF line ends) in place of the body; the old body and
+   * its spool file are discarded. The header block is not touched. Not while a stream of the old
+   * body is still being read.
+   */
+  async replaceBody(store: BodyStore): Promise<void> {
+    const old = this.store;
+    this.store = store;
+    if (old !== undefined && old !== store) await old.discard();
+  }
+
   /** A path to a file holding the body (it is spooled if it was in memory), for external scanners. */
   async bodyFilename(): Promise<string> {
     return this.body.toFile();

@@ -67,7 +67,8 @@ export async function waitFor<T>(what: string, probe: () => T | undefined, ms = 
   }
 }
 
-async function canConnect(port: number): Promise<boolean> {
+/** True when something accepts TCP connections on this loopback port. */
+export async function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect({ host: '127.0.0.1', port });
     socket.once('connect', () => {
