@@ -48,6 +48,7 @@ export type { EsmtpParams } from './protocol/command.ts';
 export { Header } from './message/header.ts';
 export { addAuthResult, formatAuthResult, parseAuthResult, authResultValue } from './message/auth-results.ts';
 export type { AuthResult } from './message/auth-results.ts';
+export { messageTexts, decodeQuotedPrintable } from './message/mime-text.ts';
 export type { Transaction } from './session/transaction.ts';
 export type { Connection } from './session/connection.ts';
 export type { SessionApi, SessionApi as Session } from './session/session-api.ts';
