@@ -21,7 +21,7 @@
  * Differences from qpsmtpd: the note is set at connect (qpsmtpd set it at the first RCPT, so
  * HELO and MAIL checks were not spared); IPv6 clients are looked up; A is asked too.
  */
-import { Plugin, DECLINED, LOGDEBUG, LOGERROR, LOGINFO, LOGNOTICE, ConfigCache, askDnsList, pairArguments, reverseIpLabels, withTimeout } from 'qpsmtpd';
+import { Plugin, DECLINED, LOGDEBUG, LOGERROR, LOGINFO, LOGNOTICE, ConfigCache, askZones, pairArguments, reverseIpLabels, withTimeout, timeoutArgument } from 'qpsmtpd';
 import type { HookResult, PluginHost } from 'qpsmtpd';
 
 export default class DnsWhitelistSoft extends Plugin {
@@ -32,11 +32,7 @@ export default class DnsWhitelistSoft extends Plugin {
 
   register(_qp: PluginHost, ...args: string[]): void {
     const pairs = pairArguments(this, args, ['timeout']);
-    const timeout = pairs.get('timeout');
-    if (timeout !== undefined) {
-      this.timeout = Number(timeout);
-      if (!(this.timeout > 0)) throw new Error(`${this.name}: timeout "${timeout}" is no number of seconds`);
-    }
+    this.timeout = timeoutArgument(this.name, pairs.get('timeout'));
   }
 
   async hook_connect(): Promise<HookResult> {
@@ -49,22 +45,17 @@ export default class DnsWhitelistSoft extends Plugin {
     const reversed = reverseIpLabels(ip);
     if (reversed === undefined) return DECLINED;
     const signal = withTimeout(this.signal, this.timeout);
-    const answers = await Promise.all(zones.map((zone) => askDnsList(this.dns, `${reversed}.${zone}`, true, signal)));
-    const listed: string[] = [];
-    let note: string | undefined;
-    answers.forEach((answer, i) => {
-      const zone = zones[i]!;
-      if (answer.status === 'error') this.log(LOGERROR, `${zone}: temporary error (${answer.code})`);
-      if (answer.status !== 'listed') return;
-      listed.push(zone);
-      note ??= answer.txt ?? `Listed by ${zone}`;
-    });
-    if (note === undefined) {
+    const asked = zones.map((zone) => ({ zone, txt: true }));
+    const { listed, failed } = await askZones(this.dns, asked, (zone) => `${reversed}.${zone}`, signal);
+    for (const f of failed) this.log(LOGERROR, `${f.zone}: temporary error (${f.code})`);
+    const first = listed[0];
+    if (first === undefined) {
       this.log(LOGINFO, `skip, ${ip} is not listed`);
       return DECLINED;
     }
+    const note = first.txt ?? `Listed by ${first.zone}`;
     this.connection.notes['whitelisthost'] = note;
-    this.connection.notes['dns_whitelist_soft_zones'] = listed;
+    this.connection.notes['dns_whitelist_soft_zones'] = listed.map((l) => l.zone);
     this.log(LOGNOTICE, `pass, host ${ip} is whitelisted: ${note}`);
     return DECLINED;
   }

@@ -65,12 +65,13 @@ import {
   ConfigCache,
   IpList,
   adjustKarma,
-  askDnsList,
+  askZones,
   getReject,
   isImmune,
   pairArguments,
   reverseIpLabels,
   withTimeout,
+  timeoutArgument,
 } from 'qpsmtpd';
 import type { Address, EsmtpParams, HookResult, PluginHost, Transaction } from 'qpsmtpd';
 
@@ -97,11 +98,7 @@ export default class Dnsbl extends Plugin {
     const pairs = pairArguments(this, args.length === 1 ? ['reject_type', args[0]!] : args, ['reject', 'reject_type', 'timeout']);
     this.reject = pairs.get('reject') ?? '1';
     this.rejectType = pairs.get('reject_type') ?? 'perm';
-    const timeout = pairs.get('timeout');
-    if (timeout !== undefined) {
-      this.timeout = Number(timeout);
-      if (!(this.timeout > 0)) throw new Error(`${this.name}: timeout "${timeout}" is no number of seconds`);
-    }
+    this.timeout = timeoutArgument(this.name, pairs.get('timeout'));
   }
 
   async hook_connect(): Promise<HookResult> {
@@ -136,27 +133,20 @@ export default class Dnsbl extends Plugin {
     }
 
     const signal = withTimeout(this.signal, this.timeout);
-    const answers = await Promise.all(zones.map((z) => askDnsList(this.dns, `${reversed}.${z.zone}`, z.message === undefined, signal)));
-    const listed: string[] = [];
-    let reply: string | undefined;
-    answers.forEach((answer, i) => {
-      const { zone, message } = zones[i]!;
-      if (answer.status === 'error') {
-        this.log(LOGERROR, `${zone}: temporary error (${answer.code}), not counted`);
-      } else if (answer.status === 'listed') {
-        this.log(LOGDEBUG, `${zone}: listed (${[...answer.addresses, answer.txt].filter(Boolean).join(', ')})`);
-        listed.push(zone);
-        reply ??= message !== undefined ? message.replaceAll('%IP%', ip) : (answer.txt ?? `Blocked by ${zone}`);
-      }
-    });
-    if (reply === undefined) {
+    const asked = zones.map((z) => ({ zone: z.zone, txt: z.message === undefined }));
+    const { listed, failed } = await askZones(this.dns, asked, (zone) => `${reversed}.${zone}`, signal);
+    for (const f of failed) this.log(LOGERROR, `${f.zone}: temporary error (${f.code}), not counted`);
+    const first = listed[0];
+    if (first === undefined) {
       this.log(LOGINFO, 'pass');
       return DECLINED;
     }
+    for (const l of listed) this.log(LOGDEBUG, `${l.zone}: listed (${[...l.addresses, l.txt].filter(Boolean).join(', ')})`);
+    const message = zones.find((z) => z.zone === first.zone)?.message;
     adjustKarma(this, -1);
-    notes['dnsbl'] = this.replyText(reply);
-    notes['dnsbl_zones'] = listed;
-    return this.decidedNow(`${ip} listed by ${listed.join(', ')}`);
+    notes['dnsbl'] = this.replyText(message !== undefined ? message.replaceAll('%IP%', ip) : (first.txt ?? `Blocked by ${first.zone}`));
+    notes['dnsbl_zones'] = listed.map((l) => l.zone);
+    return this.decidedNow(`${ip} listed by ${listed.map((l) => l.zone).join(', ')}`);
   }
 
   /** At connect: with reject 0 or naughty the matter is settled now (logged, or noted for naughty). */

@@ -32,7 +32,7 @@
  * is no iprev pass; qpsmtpd's is_fqdn test on the name the core had looked up is left out (the
  * daemon does no reverse lookup of its own).
  */
-import { Plugin, DECLINED, LOGDEBUG, LOGINFO, LOGNOTICE, addAuthResult, adjustKarma, getReject, ipInCidr, isImmune, lookUp, normalizeIp, pairArguments, parseIp, ptrName, unmapIp, withTimeout } from 'qpsmtpd';
+import { Plugin, DECLINED, LOGDEBUG, LOGINFO, LOGNOTICE, addAuthResult, adjustKarma, getReject, ipInCidr, isImmune, lookUp, normalizeIp, pairArguments, ptrName, withTimeout, timeoutArgument } from 'qpsmtpd';
 import type { HookResult, PluginHost } from 'qpsmtpd';
 
 const MAX_NAMES = 10;
@@ -48,11 +48,7 @@ export default class Fcrdns extends Plugin {
     const pairs = pairArguments(this, args, ['reject', 'reject_type', 'timeout']);
     this.reject = pairs.get('reject') ?? '0';
     this.rejectType = pairs.get('reject_type') ?? 'temp';
-    const timeout = pairs.get('timeout');
-    if (timeout !== undefined) {
-      this.timeout = Number(timeout);
-      if (!(this.timeout > 0)) throw new Error(`${this.name}: timeout "${timeout}" is no number of seconds`);
-    }
+    this.timeout = timeoutArgument(this.name, pairs.get('timeout'));
   }
 
   async hook_connect(): Promise<HookResult> {
@@ -118,24 +114,11 @@ export default class Fcrdns extends Plugin {
       found += answer.records.length;
       for (const address of answer.records) {
         if (normalizeIp(address) === ip) return { outcome: 'pass', names, name, detail: `${name} has ${ip}` };
-        if (sameNetwork(address, ip)) network ??= name;
+        if (ipInCidr(address, `${ip}/${ip.includes(':') ? 64 : 24}`)) network ??= name;
       }
     }
     if (network !== undefined) return { outcome: 'network', names, detail: `forward network match (${network})` };
     if (found === 0 && errors > 0) return { outcome: 'temperror', names, detail: `forward lookups of ${names.join(', ')} failed` };
     return { outcome: 'fail', names, detail: found === 0 ? `no PTR hosts have forward DNS (${names.join(', ')})` : `no PTR host has ${ip} (${names.join(', ')})` };
   }
-}
-
-/** Same /24 (IPv4) or /64 (IPv6). */
-function sameNetwork(a: string, b: string): boolean {
-  const x = parseIp(a);
-  const y = parseIp(b);
-  if (x === undefined || y === undefined) return false;
-  const ux = unmapIp(x);
-  const uy = unmapIp(y);
-  if (ux.family !== uy.family) return false;
-  const bytes = ux.family === 4 ? 3 : 8;
-  for (let i = 0; i < bytes; i++) if (ux.bytes[i] !== uy.bytes[i]) return false;
-  return true;
 }

@@ -80,7 +80,7 @@
  *   - A temporary DNS failure skips no_reverse_dns (qpsmtpd refused: "error getting reverse DNS")
  *     and no_matching_dns; A and AAAA are both asked for no_forward_dns.
  */
-import { Plugin, DECLINED, LOGDEBUG, LOGERROR, LOGINFO, LOGNOTICE, LOGWARN, ConfigCache, getReject, isImmune, isListPattern, perlRegExp, adjustKarma, parseIp, normalizeIp, unmapIp, lookUp, ptrName, withTimeout } from 'qpsmtpd';
+import { Plugin, DECLINED, LOGDEBUG, LOGERROR, LOGINFO, LOGNOTICE, LOGWARN, ConfigCache, getReject, isImmune, isListPattern, perlRegExp, adjustKarma, parseIp, normalizeIp, ipInCidr, lookUp, ptrName, withTimeout } from 'qpsmtpd';
 import type { HookResult, PluginHost, Transaction } from 'qpsmtpd';
 
 /** A failed check: the reply for the client, and the reason for the log. */
@@ -357,16 +357,10 @@ interface DnsState {
 
 /** `exact` when `address` is the client's, `network` in its /24 (IPv4) or /96 (IPv6, as qpsmtpd). */
 function addressMatch(address: string, client: string): 'exact' | 'network' | undefined {
-  const a = parseIp(address);
-  const c = parseIp(client);
-  if (a === undefined || c === undefined) return undefined;
-  const x = unmapIp(a);
-  const y = unmapIp(c);
-  if (x.family !== y.family) return undefined;
-  if (x.bytes.every((b, i) => y.bytes[i] === b)) return 'exact';
-  const prefix = x.family === 4 ? 3 : 12;
-  for (let i = 0; i < prefix; i++) if (x.bytes[i] !== y.bytes[i]) return undefined;
-  return 'network';
+  const ip = normalizeIp(client);
+  if (ip === undefined) return undefined;
+  if (normalizeIp(address) === ip) return 'exact';
+  return ipInCidr(address, `${ip}/${ip.includes(':') ? 96 : 24}`) ? 'network' : undefined;
 }
 
 /** 127.0.0.0/8 and ::1, also as ::ffff:127.x.y.z. */

@@ -40,7 +40,7 @@
  * every address is considered (qpsmtpd checked the first address of each); null MX is recognised;
  * NXDOMAIN for the MX ends the check (the name does not exist).
  */
-import { Plugin, DECLINED, DENY, DENYSOFT, LOGDEBUG, LOGINFO, LOGWARN, ConfigCache, IpList, adjustKarma, getReject, isImmune, lookUp, pairArguments, parseAddressLiteral, parseIp, withTimeout } from 'qpsmtpd';
+import { Plugin, DECLINED, DENY, DENYSOFT, LOGDEBUG, LOGINFO, LOGWARN, ConfigCache, IpList, adjustKarma, getReject, isImmune, lookUp, pairArguments, parseAddressLiteral, parseIp, withTimeout, timeoutArgument } from 'qpsmtpd';
 import type { Address, EsmtpParams, HookResult, PluginHost, Transaction } from 'qpsmtpd';
 
 const DEFAULT_INVALID = [
@@ -84,11 +84,7 @@ export default class ResolvableFromhost extends Plugin {
     const pairs = pairArguments(this, args, ['reject', 'reject_type', 'timeout']);
     this.reject = pairs.get('reject') ?? '1';
     this.rejectType = pairs.get('reject_type') ?? 'temp';
-    const timeout = pairs.get('timeout');
-    if (timeout !== undefined) {
-      this.timeout = Number(timeout);
-      if (!(this.timeout > 0)) throw new Error(`${this.name}: timeout "${timeout}" is no number of seconds`);
-    }
+    this.timeout = timeoutArgument(this.name, pairs.get('timeout'));
     this.invalid.get(this);
   }
 

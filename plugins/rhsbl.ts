@@ -30,7 +30,7 @@
  * reply always names the sender's domain (qpsmtpd named the HELO host when the TXT text did not
  * start with the domain). The HELO name is not checked (qpsmtpd had that commented out too).
  */
-import { Plugin, DECLINED, LOGDEBUG, LOGERROR, LOGINFO, ConfigCache, adjustKarma, askDnsList, getReject, isImmune, pairArguments, withTimeout } from 'qpsmtpd';
+import { Plugin, DECLINED, LOGDEBUG, LOGERROR, LOGINFO, ConfigCache, adjustKarma, askZones, getReject, isImmune, pairArguments, withTimeout, timeoutArgument } from 'qpsmtpd';
 import type { Address, EsmtpParams, HookResult, PluginHost, Transaction } from 'qpsmtpd';
 
 interface Zone {
@@ -54,11 +54,7 @@ export default class Rhsbl extends Plugin {
     const pairs = pairArguments(this, args.length === 1 ? ['reject_type', args[0]!] : args, ['reject', 'reject_type', 'timeout']);
     this.reject = pairs.get('reject') ?? '1';
     this.rejectType = pairs.get('reject_type') ?? 'perm';
-    const timeout = pairs.get('timeout');
-    if (timeout !== undefined) {
-      this.timeout = Number(timeout);
-      if (!(this.timeout > 0)) throw new Error(`${this.name}: timeout "${timeout}" is no number of seconds`);
-    }
+    this.timeout = timeoutArgument(this.name, pairs.get('timeout'));
   }
 
   async hook_mail(tx: Transaction, sender: Address, _params: EsmtpParams): Promise<HookResult> {
@@ -78,20 +74,16 @@ export default class Rhsbl extends Plugin {
       return DECLINED;
     }
     const signal = withTimeout(this.signal, this.timeout);
-    const answers = await Promise.all(zones.map((z) => askDnsList(this.dns, `${host}.${z.zone}`, z.message === undefined, signal)));
-    const listed: string[] = [];
-    let text: string | undefined;
-    answers.forEach((answer, i) => {
-      const { zone, message } = zones[i]!;
-      if (answer.status === 'error') this.log(LOGERROR, `${zone}: temporary error (${answer.code}), not counted`);
-      if (answer.status !== 'listed') return;
-      listed.push(zone);
-      text ??= message ?? answer.txt ?? `is listed by ${zone}`;
-    });
-    if (text === undefined) {
+    const asked = zones.map((z) => ({ zone: z.zone, txt: z.message === undefined }));
+    const { listed: listing, failed } = await askZones(this.dns, asked, (zone) => `${host}.${zone}`, signal);
+    for (const f of failed) this.log(LOGERROR, `${f.zone}: temporary error (${f.code}), not counted`);
+    const first = listing[0];
+    if (first === undefined) {
       this.log(LOGINFO, 'pass');
       return DECLINED;
     }
+    const text = zones.find((z) => z.zone === first.zone)?.message ?? first.txt ?? `is listed by ${first.zone}`;
+    const listed = listing.map((l) => l.zone);
     tx.notes['rhsbl'] = listed;
     adjustKarma(this, -1);
     return getReject({

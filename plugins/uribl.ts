@@ -51,7 +51,7 @@
  * is asked only for matches; the number of lookups is capped; answers outside 127.0.0.0/8 are
  * no match.
  */
-import { Plugin, DECLINED, DENY, DENYSOFT, LOGDEBUG, LOGERROR, LOGINFO, LOGWARN, ConfigCache, isImmune, lookUp, messageTexts, pairArguments, txtText, withTimeout } from 'qpsmtpd';
+import { Plugin, DECLINED, DENY, DENYSOFT, LOGDEBUG, LOGERROR, LOGINFO, LOGWARN, ConfigCache, isImmune, lookUp, messageTexts, pairArguments, txtText, withTimeout, timeoutArgument } from 'qpsmtpd';
 import type { HookResult, PluginHost, Transaction } from 'qpsmtpd';
 
 type Action = 'add-header' | 'deny' | 'denysoft' | 'log';
@@ -117,11 +117,7 @@ export default class Uribl extends Plugin {
     }
     this.checkIp = !/^(no|0|false|off)$/i.test(pairs.get('checkip') ?? 'yes');
     this.scanHeaders = /^(1|yes|true|on)$/i.test(pairs.get('scan-headers') ?? pairs.get('check-headers') ?? '0');
-    const timeout = pairs.get('timeout');
-    if (timeout !== undefined) {
-      this.timeout = Number(timeout);
-      if (!(this.timeout > 0)) throw new Error(`${this.name}: timeout "${timeout}" is no number of seconds`);
-    }
+    this.timeout = timeoutArgument(this.name, pairs.get('timeout'));
     this.zones.get(this);
   }
 

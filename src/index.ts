@@ -87,8 +87,8 @@ export type { DnsStats, LookupOptions } from './dns/resolver.ts';
 export { DnsError, isNegativeAnswer } from './dns/errors.ts';
 export type { DnsErrorCode } from './dns/errors.ts';
 export type { RecordType, RecordsOf, MxRecord, SoaRecord } from './dns/wire.ts';
-export { lookUp, withTimeout, txtText, askDnsList } from './dns/lookup.ts';
-export type { LookupResult, ListAnswer } from './dns/lookup.ts';
+export { lookUp, withTimeout, txtText, askDnsList, askZones, timeoutArgument } from './dns/lookup.ts';
+export type { LookupResult, ListAnswer, ZoneListing } from './dns/lookup.ts';
 
 // Shared plugin policy (reject, reject_type, immunity)
 export { getReject, rejectCode, isImmune } from './plugins/policy.ts';

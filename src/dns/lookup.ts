@@ -78,3 +78,43 @@ export async function askDnsList(resolver: DnsResolver, query: string, txt: bool
   if (txtAnswer !== undefined) return { status: 'listed', addresses: [], txt: txtAnswer };
   return { status: 'unlisted' };
 }
+
+/** A zone that listed the name, with what it said. */
+export interface ZoneListing {
+  readonly zone: string;
+  readonly addresses: readonly string[];
+  readonly txt: string | undefined;
+}
+
+/**
+ * Ask several DNS lists about one name at once (`query(zone)` gives the name to ask of each;
+ * `txt` says which zones are asked TXT too): the listing zones and the zones that failed, both in
+ * the zones' order.
+ */
+export async function askZones(
+  resolver: DnsResolver,
+  zones: readonly { readonly zone: string; readonly txt: boolean }[],
+  query: (zone: string) => string,
+  signal?: AbortSignal,
+): Promise<{ listed: ZoneListing[]; failed: { zone: string; code: string }[] }> {
+  const answers = await Promise.all(zones.map((z) => askDnsList(resolver, query(z.zone), z.txt, signal)));
+  const listed: ZoneListing[] = [];
+  const failed: { zone: string; code: string }[] = [];
+  answers.forEach((answer, i) => {
+    const zone = zones[i]!.zone;
+    if (answer.status === 'listed') listed.push({ zone, addresses: answer.addresses, txt: answer.txt });
+    else if (answer.status === 'error') failed.push({ zone, code: answer.code });
+  });
+  return { listed, failed };
+}
+
+/**
+ * A plugin's `timeout N` argument (seconds, fractions allowed), or undefined when not given;
+ * anything but a positive number is an error that stops the plugin loading.
+ */
+export function timeoutArgument(pluginName: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const seconds = Number(value);
+  if (!(seconds > 0) || !Number.isFinite(seconds)) throw new Error(`${pluginName}: timeout "${value}" is no number of seconds`);
+  return seconds;
+}
