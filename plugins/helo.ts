@@ -17,12 +17,22 @@
  *                       Read RFC 1035"
  *   is_address_literal  any address literal. Reply: "RFC 2821 allows an address literal, but we
  *                       do not"
+ *   no_forward_dns      the name has no A or AAAA record (address literals are not looked up).
+ *                       Replies: "HELO hostname does not exist" (NXDOMAIN), "HELO hostname did
+ *                       not resolve" (no address). An address that is the client's, or in its
+ *                       network (IPv4 /24, IPv6 /96, as qpsmtpd), sets the connection note
+ *                       `helo_forward_match`.
+ *   no_reverse_dns      the client's address has no PTR record. Reply: "no rDNS for <ip>". A PTR
+ *                       name equal to the HELO name, or in the same domain (the last two labels),
+ *                       sets the connection note `helo_reverse_match`.
+ *   no_matching_dns     neither of those two notes is set (both set: karma +1). Reply: "That HELO
+ *                       hostname fails FCrDNS"
+ * A lookup that fails temporarily (time-out, SERVFAIL) is logged and the check is skipped, as is
+ * no_matching_dns after it: a DNS outage never refuses a client.
  * chosen by the policy:
  *   lenient (default)   is_in_badhelo, invalid_localhost, is_forged_literal, is_plain_ip
- *   rfc                 lenient + is_not_fqdn (+ no_forward_dns, no_reverse_dns)
- *   strict              rfc + is_address_literal (+ no_matching_dns)
- * The DNS checks in brackets are not run yet (they come with the DNS lookups); their policies load
- * and run the other checks, and a notice at start-up says so.
+ *   rfc                 lenient + is_not_fqdn, no_forward_dns, no_reverse_dns
+ *   strict              rfc + is_address_literal, no_matching_dns
  *
  * config/badhelo, one entry a line, optionally followed by a reason (white space between), which
  * then is the reply text:
@@ -47,11 +57,13 @@
  *                               plugin (the reply is noted as `(helo) <reply>`)
  *   reject_type perm|temp|disconnect|temp_disconnect   default disconnect: 550 and the connection
  *                               closed; perm 550, temp 450, temp_disconnect 421 and closed
- *   timeout N, dns_timeout N    seconds for DNS lookups (accepted; used once the DNS checks are)
+ *   timeout N, dns_timeout N    seconds: a cap on the DNS lookups below the limits here under
  *   loglevel N                  the usual log level adjustment
+ * Lookups are bounded by the resolver's `dns_timeout` × `dns_tries` and by the hook's time limit
+ * (`plugin_timeout`, through the hook's AbortSignal).
  * Config files: badhelo. Hooks: helo, ehlo, data_post.
- * Connection note: `karma` -1 for a failed check. Log (LOGINFO): `pass`, `fail, <why>`,
- * `skip, ...`.
+ * Connection notes: `karma` -1 for a failed check, `helo_forward_match`, `helo_reverse_match`.
+ * Log (LOGINFO): `pass`, `fail, <why>`, `skip, ...`.
  *
  * Differences from qpsmtpd, on purpose:
  *   - reject_type is honoured; qpsmtpd forced disconnect whatever was configured.
@@ -65,13 +77,15 @@
  *     a reason, may be written /re/, and patterns match case-insensitively (qpsmtpd matched the
  *     lower-cased name, so a pattern with an upper-case letter never matched).
  *   - An unknown policy or reject_type stops the plugin from loading (qpsmtpd fell back quietly).
+ *   - A temporary DNS failure skips no_reverse_dns (qpsmtpd refused: "error getting reverse DNS")
+ *     and no_matching_dns; A and AAAA are both asked for no_forward_dns.
  */
-import { Plugin, DECLINED, LOGDEBUG, LOGINFO, LOGNOTICE, LOGWARN, ConfigCache, getReject, isImmune, isListPattern, perlRegExp, adjustKarma, parseIp, normalizeIp } from 'qpsmtpd';
+import { Plugin, DECLINED, LOGDEBUG, LOGERROR, LOGINFO, LOGNOTICE, LOGWARN, ConfigCache, getReject, isImmune, isListPattern, perlRegExp, adjustKarma, parseIp, normalizeIp, ipInCidr, lookUp, ptrName, withTimeout } from 'qpsmtpd';
 import type { HookResult, PluginHost, Transaction } from 'qpsmtpd';
 
 /** A failed check: the reply for the client, and the reason for the log. */
 type Failure = readonly [reply: string, why: string];
-type Check = (host: string) => Failure | undefined;
+type Check = (host: string) => Failure | undefined | Promise<Failure | undefined>;
 
 const POLICIES = {
   lenient: ['is_in_badhelo', 'invalid_localhost', 'is_forged_literal', 'is_plain_ip'],
@@ -91,8 +105,6 @@ const POLICIES = {
 type Policy = keyof typeof POLICIES;
 type TestName = (typeof POLICIES)[Policy][number];
 
-/** The checks that need DNS, not run yet. */
-const DNS_TESTS: ReadonlySet<TestName> = new Set<TestName>(['no_forward_dns', 'no_reverse_dns', 'no_matching_dns']);
 const KNOWN_ARGS = new Set(['policy', 'reject', 'reject_type', 'timeout', 'dns_timeout', 'loglevel']);
 const REJECT_TYPES = /^(perm|hard|temp|soft|disconnect|temp_disconnect)$/i;
 
@@ -109,6 +121,7 @@ export default class Helo extends Plugin {
   private tests: TestName[] = [];
   private reject: string | undefined;
   private rejectType = 'disconnect';
+  private timeout: number | undefined;
   /** badhelo, parsed, rebuilt only when its lines change; shared by every session. */
   private readonly badhelo = new ConfigCache('badhelo', (lines, plugin) => parseBadhelo(lines, plugin));
 
@@ -136,39 +149,41 @@ export default class Helo extends Plugin {
         case 'timeout':
         case 'dns_timeout':
           if (!Number.isFinite(Number(value)) || Number(value) <= 0) throw new Error(`helo: ${key} "${value}" is no number of seconds`);
+          this.timeout = Number(value);
           break;
       }
     }
-    const all: readonly TestName[] = POLICIES[policy];
-    const skipped = all.filter((t) => DNS_TESTS.has(t));
-    this.tests = all.filter((t) => !DNS_TESTS.has(t));
-    if (skipped.length > 0) this.log(LOGNOTICE, `policy ${policy}: ${skipped.join(', ')} not run (no DNS checks yet); running ${this.tests.join(', ')}`);
+    this.tests = [...POLICIES[policy]];
 
     this.registerHook('helo', 'heloHandler');
     this.registerHook('ehlo', 'heloHandler');
     this.registerHook('data_post', 'dataPostHandler');
   }
 
-  heloHandler(_tx: Transaction, host: string): HookResult {
+  async heloHandler(_tx: Transaction, host: string): Promise<HookResult> {
     if (host === '') {
       this.log(LOGINFO, 'fail, tolerated, no helo host');
       adjustKarma(this, -2);
       return DECLINED;
     }
     if (isImmune(this)) return DECLINED;
-    const checks: Record<TestName, Check | undefined> = {
+    const notes = this.connection.notes;
+    delete notes['helo_forward_match'];
+    delete notes['helo_reverse_match'];
+    const dns: DnsState = { signal: withTimeout(this.signal, this.timeout), unknown: false };
+    const checks: Record<TestName, Check> = {
       is_in_badhelo: (h) => this.isInBadhelo(h),
       invalid_localhost: (h) => this.invalidLocalhost(h),
       is_forged_literal: (h) => this.isForgedLiteral(h),
       is_plain_ip: isPlainIp,
       is_not_fqdn: isNotFqdn,
       is_address_literal: isAddressLiteral,
-      no_forward_dns: undefined,
-      no_reverse_dns: undefined,
-      no_matching_dns: undefined,
+      no_forward_dns: (h) => this.noForwardDns(h, dns),
+      no_reverse_dns: (h) => this.noReverseDns(h, dns),
+      no_matching_dns: () => this.noMatchingDns(dns),
     };
     for (const test of this.tests) {
-      const failed = checks[test]?.(host);
+      const failed = await checks[test](host);
       if (failed === undefined) continue;
       adjustKarma(this, -1);
       return getReject({ plugin: this, reject: this.reject, rejectType: this.rejectType, message: failed[0], logMessage: failed[1] });
@@ -205,6 +220,75 @@ export default class Helo extends Plugin {
     }
     if (host.toLowerCase() !== 'localhost') return undefined;
     return ['You are not localhost', 'invalid localhost'];
+  }
+
+  // ---- the checks that need DNS ----------------------------------------------------------------
+
+  private async noForwardDns(host: string, dns: DnsState): Promise<Failure | undefined> {
+    if (literalIp(host) !== undefined) return undefined;
+    const [a, aaaa] = await Promise.all([lookUp(this.dns, host, 'A', dns.signal), lookUp(this.dns, host, 'AAAA', dns.signal)]);
+    const addresses = [...(a.status === 'found' ? a.records : []), ...(aaaa.status === 'found' ? aaaa.records : [])];
+    if (addresses.length === 0) {
+      const error = a.status === 'error' ? a : aaaa.status === 'error' ? aaaa : undefined;
+      if (error !== undefined) {
+        dns.unknown = true;
+        this.log(LOGERROR, `skip, forward lookup of ${host} failed (${error.code})`);
+        return undefined;
+      }
+      if (a.status === 'none' && a.code === 'ENOTFOUND') return ['HELO hostname does not exist', 'no such host'];
+      return ['HELO hostname did not resolve', 'no forward DNS'];
+    }
+    const ip = this.connection.remoteIp;
+    for (const address of addresses) {
+      const match = addressMatch(address, ip);
+      if (match === undefined) continue;
+      if (match === 'network') this.log(LOGNOTICE, 'forward network match');
+      else this.log(LOGDEBUG, 'forward ip match');
+      this.connection.notes['helo_forward_match'] = 1;
+      break;
+    }
+    return undefined;
+  }
+
+  private async noReverseDns(host: string, dns: DnsState): Promise<Failure | undefined> {
+    const ip = normalizeIp(this.connection.remoteIp) ?? this.connection.remoteIp;
+    const name = ptrName(ip);
+    if (name === undefined) return undefined;
+    const ptr = await lookUp(this.dns, name, 'PTR', dns.signal);
+    if (ptr.status === 'error') {
+      dns.unknown = true;
+      this.log(LOGERROR, `skip, reverse lookup of ${ip} failed (${ptr.code})`);
+      return undefined;
+    }
+    if (ptr.status === 'none') return [`no rDNS for ${ip}`, 'no rDNS'];
+    const helo = host.toLowerCase();
+    for (const dnsName of ptr.records.map((n) => n.toLowerCase())) {
+      const labels = dnsName.split('.');
+      if (labels.length < 2) continue;
+      if (dnsName === helo) this.log(LOGDEBUG, 'reverse name match');
+      else if (labels.slice(-2).join('.') === helo.split('.').slice(-2).join('.')) this.log(LOGNOTICE, 'reverse domain match');
+      else continue;
+      this.connection.notes['helo_reverse_match'] = 1;
+      break;
+    }
+    return undefined;
+  }
+
+  private noMatchingDns(dns: DnsState): Failure | undefined {
+    const notes = this.connection.notes;
+    const forward = notes['helo_forward_match'] === 1;
+    const reverse = notes['helo_reverse_match'] === 1;
+    if (forward && reverse) {
+      this.log(LOGDEBUG, 'forward and reverse match');
+      adjustKarma(this, 1);
+      return undefined;
+    }
+    if (forward || reverse) return undefined;
+    if (dns.unknown) {
+      this.log(LOGINFO, 'skip, no_matching_dns after a failed lookup');
+      return undefined;
+    }
+    return ['That HELO hostname fails FCrDNS', 'no matching DNS'];
   }
 
   private isForgedLiteral(host: string): Failure | undefined {
@@ -263,6 +347,20 @@ function isNotFqdn(host: string): Failure | undefined {
 function literalIp(host: string): string | undefined {
   const m = /^\[(?:IPv6:)?([^\]]+)\]$/i.exec(host);
   return m === null ? undefined : normalizeIp(m[1]!);
+}
+
+/** What the DNS checks of one HELO share: the lookups' signal, and whether one failed temporarily. */
+interface DnsState {
+  readonly signal: AbortSignal;
+  unknown: boolean;
+}
+
+/** `exact` when `address` is the client's, `network` in its /24 (IPv4) or /96 (IPv6, as qpsmtpd). */
+function addressMatch(address: string, client: string): 'exact' | 'network' | undefined {
+  const ip = normalizeIp(client);
+  if (ip === undefined) return undefined;
+  if (normalizeIp(address) === ip) return 'exact';
+  return ipInCidr(address, `${ip}/${ip.includes(':') ? 96 : 24}`) ? 'network' : undefined;
 }
 
 /** 127.0.0.0/8 and ::1, also as ::ffff:127.x.y.z. */

@@ -46,6 +46,9 @@ export type {
 export { Address } from './protocol/address.ts';
 export type { EsmtpParams } from './protocol/command.ts';
 export { Header } from './message/header.ts';
+export { addAuthResult, formatAuthResult, parseAuthResult, authResultValue } from './message/auth-results.ts';
+export type { AuthResult } from './message/auth-results.ts';
+export { messageTexts, decodeQuotedPrintable } from './message/mime-text.ts';
 export type { Transaction } from './session/transaction.ts';
 export type { Connection } from './session/connection.ts';
 export type { SessionApi, SessionApi as Session } from './session/session-api.ts';
@@ -88,6 +91,8 @@ export type { DnsStats, LookupOptions } from './dns/resolver.ts';
 export { DnsError, isNegativeAnswer } from './dns/errors.ts';
 export type { DnsErrorCode } from './dns/errors.ts';
 export type { RecordType, RecordsOf, MxRecord, SoaRecord } from './dns/wire.ts';
+export { lookUp, withTimeout, txtText, askDnsList, askZones, timeoutArgument } from './dns/lookup.ts';
+export type { LookupResult, ListAnswer, ZoneListing } from './dns/lookup.ts';
 
 // Shared plugin policy (reject, reject_type, immunity)
 export { getReject, rejectCode, isImmune } from './plugins/policy.ts';

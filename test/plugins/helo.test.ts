@@ -1,9 +1,35 @@
-import { describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { tempDir, testApp, type TestApp } from '../helpers/test-app.ts';
 import { MESSAGE, assertLogged, assertReply, closed, probe, quit, withApp } from './connection-policy-support.ts';
+import { startDnsServer, type TestDnsServer } from '../../src/testing/dns-server.ts';
+import { DNS_TIMEOUT_S, timed } from './dns-support.ts';
+
+let dns: TestDnsServer;
+before(async () => {
+  dns = await startDnsServer({
+    records: [
+      ['mx.good.example', 'A', '192.0.2.10'],
+      ['mx-1.good.example', 'A', '192.0.2.10'],
+      ['10.2.0.192.in-addr.arpa', 'PTR', 'mx.good.example'],
+      // the same network, another host: a forward network match
+      ['pool.good.example', 'A', '192.0.2.99'],
+      // a name that exists without addresses
+      ['noaddr.example', 'TXT', 'nothing here'],
+      // IPv6 client with matching forward and reverse DNS
+      ['mx6.good.example', 'AAAA', '2001:db8::10'],
+      ['0.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa', 'PTR', 'mx6.good.example'],
+      // 192.0.2.20 reverses to a name in another domain
+      ['20.2.0.192.in-addr.arpa', 'PTR', 'host.elsewhere.example'],
+      ['other.unrelated.example', 'A', '198.51.100.50'],
+      ['sibling.good.example', 'A', '198.51.100.51'],
+    ],
+    silent: ['slow.example', '*.slow.example', '30.2.0.192.in-addr.arpa'],
+  });
+});
+after(() => dns.close());
 
 const BADHELO = [
   '# qpsmtpd sample entries',
@@ -18,7 +44,7 @@ const BADHELO = [
 ];
 
 function app(plugins: string[], fn: (t: TestApp) => Promise<void>, config: Record<string, string | string[]> = {}): Promise<void> {
-  return withApp(plugins, fn, { config: { badhelo: BADHELO, ...config } });
+  return withApp(plugins, fn, { config: { badhelo: BADHELO, dns_servers: dns.address, dns_timeout: String(DNS_TIMEOUT_S), dns_tries: '1', ...config } });
 }
 
 /** EHLO `name` from `ip`: the reply, and the session. */
@@ -154,17 +180,89 @@ describe('helo: policy rfc and strict', () => {
       await refused(t, 'under_score.example', 'HELO name contains invalid FQDN characters. Read RFC 1035');
       await accepted(t, 'mx-1.good.example');
       await accepted(t, '[192.0.2.10]'); // a literal is no FQDN and needs none
-      assertLogged(t, 'policy rfc: no_forward_dns, no_reverse_dns not run');
     }, { badhelo: [] });
   });
 
-  it('strict: an address literal is refused even when it is the client\'s own; it loads without the DNS checks', async () => {
+  it('strict: an address literal is refused even when it is the client\'s own', async () => {
     await app(['helo policy strict'], async (t) => {
       await refused(t, '[192.0.2.10]', 'RFC 2821 allows an address literal, but we do not');
       await refused(t, 'workstation', 'HELO name is not fully qualified. Read RFC 2821');
       await accepted(t, 'mx.good.example');
-      assertLogged(t, 'policy strict: no_forward_dns, no_reverse_dns, no_matching_dns not run');
-    }, { badhelo: [], loglevel: '5' });
+    }, { badhelo: [] });
+  });
+});
+
+describe('helo: the DNS checks', () => {
+  it('no_forward_dns: a name that does not exist, or has no address, is refused (rfc)', async () => {
+    await app(['helo policy rfc'], async (t) => {
+      await refused(t, 'nowhere.example', 'HELO hostname does not exist');
+      await refused(t, 'noaddr.example', 'HELO hostname did not resolve');
+      assertLogged(t, 'helo: fail, no such host');
+      assertLogged(t, 'helo: fail, no forward DNS');
+    }, { badhelo: [] });
+  });
+
+  it('no_reverse_dns: a client without PTR is refused (rfc), whatever its name', async () => {
+    await app(['helo policy rfc'], async (t) => {
+      await refused(t, 'mx.good.example', 'no rDNS for 192.0.2.11', '192.0.2.11');
+      await refused(t, 'mx.good.example', 'no rDNS for 2001:db8::11', '2001:db8::11');
+    }, { badhelo: [] });
+  });
+
+  it('forward and reverse matches set the notes helo_forward_match and helo_reverse_match (IPv4 and IPv6)', async () => {
+    await app(['helo policy strict', 'probe'], async (t) => {
+      for (const [name, ip] of [['mx.good.example', '192.0.2.10'], ['mx6.good.example', '2001:db8::10']] as const) {
+        const { session, reply } = await ehlo(t, name, ip);
+        assertReply(reply, 250);
+        const notes = (await probe(session.client)).connection;
+        assert.equal(notes['helo_forward_match'], 1);
+        assert.equal(notes['helo_reverse_match'], 1);
+        assert.equal(notes['karma'], 1);
+        await quit(session);
+      }
+      // forward network match only (same /24), and reverse domain match only (same domain)
+      let { session, reply } = await ehlo(t, 'pool.good.example', '192.0.2.20');
+      assertReply(reply, 250);
+      let notes = (await probe(session.client)).connection;
+      assert.equal(notes['helo_forward_match'], 1);
+      assert.equal(notes['helo_reverse_match'], undefined);
+      await quit(session);
+      ({ session, reply } = await ehlo(t, 'sibling.good.example', '192.0.2.10'));
+      assertReply(reply, 250);
+      notes = (await probe(session.client)).connection;
+      assert.equal(notes['helo_forward_match'], undefined);
+      assert.equal(notes['helo_reverse_match'], 1);
+      await quit(session);
+      assertLogged(t, 'forward network match');
+      assertLogged(t, 'reverse domain match');
+    }, { badhelo: [] });
+  });
+
+  it('no_matching_dns (strict): neither the name\'s addresses nor the client\'s PTR match', async () => {
+    await app(['helo policy strict'], async (t) => {
+      await refused(t, 'other.unrelated.example', 'That HELO hostname fails FCrDNS', '192.0.2.20');
+    }, { badhelo: [] });
+    await app(['helo policy rfc'], async (t) => {
+      await accepted(t, 'other.unrelated.example', '192.0.2.20'); // rfc does not ask for a match
+    }, { badhelo: [] });
+  });
+
+  it('a lookup that times out skips the check (and no_matching_dns) within the DNS time-out', async () => {
+    await app(['helo policy strict'], async (t) => {
+      const ms = await timed(() => accepted(t, 'mx.slow.example', '192.0.2.30'));
+      assert.ok(ms < DNS_TIMEOUT_S * 2000 + 1500, `took ${ms} ms`);
+      assertLogged(t, 'skip, forward lookup of mx.slow.example failed (ETIMEOUT)');
+      assertLogged(t, 'skip, reverse lookup of 192.0.2.30 failed (ETIMEOUT)');
+      assertLogged(t, 'skip, no_matching_dns after a failed lookup');
+    }, { badhelo: [] });
+  });
+
+  it('lenient asks no DNS at all', async () => {
+    await app(['helo'], async (t) => {
+      const before = dns.queries.length;
+      await accepted(t, 'nowhere.example', '192.0.2.11');
+      assert.equal(dns.queries.length, before);
+    }, { badhelo: [] });
   });
 });
 
