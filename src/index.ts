@@ -132,3 +132,38 @@ export { SmtpClient, SmtpLinkError, smtpLinkError, dialogueFailure, CONNECT_FAIL
 export type { SmtpClientOptions, DialogueFailure } from './mail/smtp-client.ts';
 export { runProgram } from './mail/child-program.ts';
 export type { ProgramOptions, ProgramInput, ProgramRun, ProgramRan, ProgramNotStarted } from './mail/child-program.ts';
+
+// Sender authentication (sender_permitted_from, dkim, dmarc, arc): mailauth behind our resolver
+export { formatAuthResult, authValue, authComment, authservIdOf, claimsAuthservId, ownAuthservId } from './message/authentication-results.ts';
+export type { AuthResult } from './message/authentication-results.ts';
+export {
+  authResolver,
+  withinTime,
+  checkSpf,
+  receivedSpfValue,
+  verifyDkim,
+  overallDkimResult,
+  signDkim,
+  splitField,
+  checkDmarc,
+  verifyArc,
+  sealArc,
+} from './senderauth/mailauth.ts';
+export type {
+  SpfResult,
+  SpfCheck,
+  SpfOptions,
+  DkimResult,
+  DkimSignatureCheck,
+  DkimVerification,
+  SigningKey,
+  DmarcResult,
+  DmarcPolicy,
+  DmarcCheck,
+  DmarcOptions,
+  ArcResult,
+  ArcCheck,
+  SealOptions,
+} from './senderauth/mailauth.ts';
+export { findDkimKey, dkimKeyRoot, dkimTxtRecord } from './senderauth/dkim-keys.ts';
+export type { DkimKeyFiles } from './senderauth/dkim-keys.ts';
