@@ -208,7 +208,8 @@ export async function signDkim(message: Readable | Buffer, key: SigningKey, head
     signingDomain: key.domain,
     selector: key.selector,
     privateKey: key.privateKey,
-    ...(headerList !== undefined && headerList.length > 0 ? { headerList: [...headerList] } : {}),
+    // mailauth reads a colon-separated string here (its typings say string[], which it ignores).
+    ...(headerList !== undefined && headerList.length > 0 ? { headerList: headerList.join(':') as unknown as string[] } : {}),
     signatureData: [{ signingDomain: key.domain, selector: key.selector, privateKey: key.privateKey, algorithm, canonicalization: 'relaxed/relaxed' }],
   });
   if (r.errors.length > 0) throw r.errors[0]!;
@@ -366,7 +367,7 @@ export async function sealArc(message: Readable | Buffer, options: SealOptions):
       cv: options.cv,
       authResults: options.authResults,
       signTime: new Date(),
-      ...(options.headerList !== undefined && options.headerList.length > 0 ? { headerList: [...options.headerList] } : {}),
+      ...(options.headerList !== undefined && options.headerList.length > 0 ? { headerList: options.headerList.join(':') } : {}),
     },
   });
   const fields = headers.map((h) => splitField(String(h).trimEnd()));
