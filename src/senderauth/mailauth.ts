@@ -247,6 +247,7 @@ export interface DmarcCheck {
   /** The policy for the From domain (sp= when the record found is the organizational domain's), before pct. */
   readonly policy: DmarcPolicy | undefined;
   readonly p: DmarcPolicy | undefined;
+  /** The subdomain policy: sp=, or p= when the record has no sp=. */
   readonly sp: DmarcPolicy | undefined;
   /** pct=, 100 when absent. */
   readonly pct: number;
@@ -286,7 +287,16 @@ export async function checkDmarc(options: DmarcOptions): Promise<DmarcCheck> {
   });
   if (r === false) return { ...EMPTY_DMARC, fromDomain, result: 'permerror', error: 'no From domain' };
   const raw = r as typeof r & { sp?: string; p?: string; policy?: string; rr?: string; error?: string };
-  const result = (['pass', 'fail', 'none', 'temperror'].includes(r.status.result) ? r.status.result : 'permerror') as DmarcResult;
+  let result = (['pass', 'fail', 'none', 'temperror'].includes(r.status.result) ? r.status.result : 'permerror') as DmarcResult;
+  // mailauth 4.13.3 treats adkim=s/aspf=s like relaxed (it compares organizational domains, then
+  // falls back to the relaxed test). Strict alignment is an exact match of the domains (RFC 7489
+  // §3.1.1), so its verdict is redone here from the same inputs; relaxed verdicts are kept.
+  const same = (d: string): boolean => d.toLowerCase().replace(/\.$/, '') === fromDomain;
+  let alignedSpf = typeof r.alignment?.spf?.result === 'string' ? r.alignment.spf.result : undefined;
+  let alignedDkim = typeof r.alignment?.dkim?.result === 'string' ? r.alignment.dkim.result : undefined;
+  if (r.alignment?.spf?.strict === true) alignedSpf = options.spfDomains.find(same);
+  if (r.alignment?.dkim?.strict === true) alignedDkim = options.dkimDomains.find(same);
+  if (result === 'pass' || result === 'fail') result = alignedSpf !== undefined || alignedDkim !== undefined ? 'pass' : 'fail';
   // pct= absent or not a number from 0 to 100: 100 (RFC 7489 §6.3).
   const pctMatch = raw.rr === undefined ? null : /(?:^|;)\s*pct\s*=\s*(\d{1,3})\s*(?:;|$)/i.exec(raw.rr);
   const pct = pctMatch !== null && Number(pctMatch[1]) <= 100 ? Number(pctMatch[1]) : 100;
@@ -299,8 +309,8 @@ export async function checkDmarc(options: DmarcOptions): Promise<DmarcCheck> {
     sp: asPolicy(raw.sp),
     pct,
     record: raw.rr,
-    alignedSpf: typeof r.alignment?.spf?.result === 'string' ? r.alignment.spf.result : undefined,
-    alignedDkim: typeof r.alignment?.dkim?.result === 'string' ? r.alignment.dkim.result : undefined,
+    alignedSpf,
+    alignedDkim,
     error: raw.error,
   };
 }
