@@ -33,7 +33,9 @@ import {
   DECLINED,
   LOGERROR,
   LOGINFO,
+  authCheckArguments,
   authResolver,
+  preloadMailauth,
   claimsAuthservId,
   findDkimKey,
   formatAuthResult,
@@ -53,21 +55,18 @@ export default class Arc extends Plugin {
   private timeoutMs = 20_000;
   private configDir = '';
 
-  register(qp: PluginHost, ...args: string[]): void {
+  async register(qp: PluginHost, ...args: string[]): Promise<void> {
     const pairs = pairArguments(this, args, ['seal', 'seal_relay', 'min_bits', 'timeout']);
     this.sealDomain = pairs.get('seal')?.toLowerCase();
     this.sealRelay = /^(1|yes|true|on)$/i.test(pairs.get('seal_relay') ?? '0');
-    this.minBits = Number(pairs.get('min_bits') ?? 1024);
-    if (!Number.isInteger(this.minBits) || this.minBits < 512) throw new Error(`${this.name}: min_bits "${pairs.get('min_bits')}": expected a number of bits`);
-    const timeout = Number(pairs.get('timeout') ?? 20);
-    if (!(timeout > 0)) throw new Error(`${this.name}: timeout "${pairs.get('timeout')}": expected seconds`);
-    this.timeoutMs = timeout * 1000;
+    ({ timeoutMs: this.timeoutMs, minBits: this.minBits } = authCheckArguments(this.name, pairs));
     this.configDir = qp.configDir;
     if (this.sealDomain !== undefined) {
       // Say at start-up (and in `qpsmtpd check`) when the key is not there.
       const found = findDkimKey(this.configDir, this.sealDomain);
       if ('missing' in found) this.log(LOGERROR, `seal ${this.sealDomain}: ${found.missing}`);
     }
+    await preloadMailauth();
     this.registerHook('data_post_headers', 'verify');
     if (this.sealDomain !== undefined) this.registerHook('queue_pre', 'seal');
   }

@@ -55,7 +55,9 @@ import {
   LOGINFO,
   LOGWARN,
   adjustKarma,
+  authCheckArguments,
   authResolver,
+  preloadMailauth,
   findDkimKey,
   formatAuthResult,
   getReject,
@@ -77,7 +79,7 @@ export default class Dkim extends Plugin {
   private timeoutMs = 20_000;
   private configDir = '';
 
-  register(qp: PluginHost, ...args: string[]): void {
+  async register(qp: PluginHost, ...args: string[]): Promise<void> {
     const pairs = pairArguments(this, args, ['reject', 'reject_type', 'sign', 'headers', 'min_bits', 'timeout']);
     this.reject = pairs.get('reject') ?? '1';
     this.rejectType = pairs.get('reject_type');
@@ -87,12 +89,9 @@ export default class Dkim extends Plugin {
       this.headers = headers.split(':').map((h) => h.trim()).filter((h) => h !== '');
       if (!this.headers.some((h) => h.toLowerCase() === 'from')) throw new Error(`${this.name}: headers must include From (RFC 6376 §5.4)`);
     }
-    this.minBits = Number(pairs.get('min_bits') ?? 1024);
-    if (!Number.isInteger(this.minBits) || this.minBits < 512) throw new Error(`${this.name}: min_bits "${pairs.get('min_bits')}": expected a number of bits`);
-    const timeout = Number(pairs.get('timeout') ?? 20);
-    if (!(timeout > 0)) throw new Error(`${this.name}: timeout "${pairs.get('timeout')}": expected seconds`);
-    this.timeoutMs = timeout * 1000;
+    ({ timeoutMs: this.timeoutMs, minBits: this.minBits } = authCheckArguments(this.name, pairs));
     this.configDir = qp.configDir;
+    await preloadMailauth();
     this.registerHook('data_post_headers', 'verify');
     this.registerHook('data_post', 'decide');
     if (this.sign) this.registerHook('queue_pre', 'signMessage');

@@ -48,7 +48,9 @@ import {
   LOGINFO,
   LOGWARN,
   adjustKarma,
+  authCheckArguments,
   authResolver,
+  preloadMailauth,
   checkDmarc,
   formatAuthResult,
   getReject,
@@ -87,7 +89,7 @@ export default class Dmarc extends Plugin {
   /** A number in [0, 100): the message is in the pct sample when it is below pct. */
   sample: () => number = () => Math.random() * 100;
 
-  register(_qp: PluginHost, ...args: string[]): void {
+  async register(_qp: PluginHost, ...args: string[]): Promise<void> {
     const pairs = pairArguments(this, args, ['reject', 'reject_type', 'quarantine', 'reporting', 'timeout']);
     this.reject = pairs.get('reject') ?? '1';
     this.rejectType = pairs.get('reject_type');
@@ -95,9 +97,8 @@ export default class Dmarc extends Plugin {
     if (quarantine !== 'note' && quarantine !== 'reject') throw new Error(`${this.name}: quarantine "${quarantine}": expected note or reject`);
     this.quarantineRejects = quarantine === 'reject';
     if (!/^(0|no|false|off)$/i.test(pairs.get('reporting') ?? '0')) this.log(LOGWARN, 'reporting: aggregate reports are not implemented, none are sent');
-    const timeout = Number(pairs.get('timeout') ?? 20);
-    if (!(timeout > 0)) throw new Error(`${this.name}: timeout "${pairs.get('timeout')}": expected seconds`);
-    this.timeoutMs = timeout * 1000;
+    this.timeoutMs = authCheckArguments(this.name, pairs).timeoutMs;
+    await preloadMailauth();
     this.registerHook('data_post_headers', 'checkDmarc');
     this.registerHook('data_post', 'rejectDmarc');
   }

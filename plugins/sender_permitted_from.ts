@@ -49,7 +49,9 @@ import {
   LOGERROR,
   LOGINFO,
   adjustKarma,
+  authCheckArguments,
   authResolver,
+  preloadMailauth,
   checkSpf,
   formatAuthResult,
   isImmune,
@@ -78,7 +80,7 @@ export default class SenderPermittedFrom extends Plugin {
   private noDmarcPolicy = 0;
   private timeoutMs = 20_000;
 
-  register(qp: PluginHost, ...args: string[]): void {
+  async register(qp: PluginHost, ...args: string[]): Promise<void> {
     const pairs = pairArguments(this, args, ['reject', 'spf_deny', 'no_dmarc_policy', 'timeout']);
     const level = (name: string, value: string | undefined, max: number): number => {
       if (value === undefined) return 0;
@@ -91,9 +93,8 @@ export default class SenderPermittedFrom extends Plugin {
     if (deny > 0) this.reject = deny === 1 ? 3 : 4;
     if (this.reject === 0) this.reject = level('spfbehavior', qp.config('spfbehavior'), 6);
     this.noDmarcPolicy = level('no_dmarc_policy', pairs.get('no_dmarc_policy'), 4);
-    const timeout = Number(pairs.get('timeout') ?? 20);
-    if (!(timeout > 0)) throw new Error(`${this.name}: timeout "${pairs.get('timeout')}": expected seconds`);
-    this.timeoutMs = timeout * 1000;
+    this.timeoutMs = authCheckArguments(this.name, pairs).timeoutMs;
+    await preloadMailauth();
     this.registerHook('mail', 'evaluateSpf');
     this.registerHook('data_post_headers', 'addSpfHeader');
     if (this.noDmarcPolicy > 0) this.registerHook('data_post', 'checkNoDmarcPolicy');

@@ -234,6 +234,9 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 
   if (options.stdio) {
+    // stdout is the SMTP channel: what a library prints with console.log (mailauth 4.13.3 does,
+    // for a DKIM l= tag that does not match the body) goes to stderr, never into the session.
+    console.log = console.info = console.debug = console.error;
     // inetd, tcpserver and systemd stop a session with SIGTERM too: it ends as a server's would.
     let stopping = false;
     const stop = (why: string): void => {

@@ -138,7 +138,9 @@ export { formatAuthResult, authValue, authComment, authservIdOf, claimsAuthservI
 export type { AuthResult } from './message/authentication-results.ts';
 export {
   authResolver,
+  preloadMailauth,
   withinTime,
+  authCheckArguments,
   checkSpf,
   receivedSpfValue,
   verifyDkim,

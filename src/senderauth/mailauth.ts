@@ -8,11 +8,28 @@
  */
 import { createPrivateKey } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { createSeal, dkimSign, dkimVerify, dmarc as mailauthDmarc, arc as mailauthArc, spf as mailauthSpf } from 'mailauth';
 import type { ARCData, DKIMResult, DNSResolver } from 'mailauth';
 import type { DnsResolver } from '../dns/resolver.ts';
 import { authComment } from '../message/authentication-results.ts';
 import type { RecordType } from '../dns/wire.ts';
+
+/**
+ * mailauth, loaded on first use: it pulls in joi, undici, nodemailer ... (about half a second of
+ * CPU), which a daemon without these plugins, and `qpsmtpd check`, should not pay for.
+ */
+let loading: Promise<typeof import('mailauth')> | undefined;
+function mailauth(): Promise<typeof import('mailauth')> {
+  loading ??= import('mailauth');
+  return loading;
+}
+
+/**
+ * Load mailauth now: the sender-authentication plugins call this from `register`, so that the
+ * daemon pays for it at start-up, not in the middle of the first message's MAIL or DATA.
+ */
+export async function preloadMailauth(): Promise<void> {
+  await mailauth();
+}
 
 /** What mailauth calls to look things up: our resolver, every lookup bound to `signal`. */
 export function authResolver(dns: DnsResolver, signal?: AbortSignal): DNSResolver {
@@ -68,7 +85,7 @@ const SPF_RESULTS: readonly string[] = ['pass', 'fail', 'softfail', 'neutral', '
 export async function checkSpf(options: SpfOptions): Promise<SpfCheck> {
   const scope = options.sender === '' ? 'helo' : 'mfrom';
   const identity = scope === 'mfrom' ? options.sender : `postmaster@${options.helo ?? ''}`;
-  const r = await mailauthSpf({ ip: options.ip, sender: identity, helo: options.helo ?? '', mta: options.receiver, resolver: options.resolver });
+  const r = await (await mailauth()).spf({ ip: options.ip, sender: identity, helo: options.helo ?? '', mta: options.receiver, resolver: options.resolver });
   const raw = r.status.result as string;
   const result = (SPF_RESULTS.includes(raw) ? raw : raw === 'temperr' ? 'temperror' : 'permerror') as SpfResult;
   const lookups = r.lookups === undefined ? undefined : { count: r.lookups.count, void: r.lookups.void, limit: r.lookups.limit };
@@ -136,7 +153,7 @@ export interface DkimVerification {
  * key is `permerror`, a DNS failure `temperror`.
  */
 export async function verifyDkim(message: Readable | Buffer, options: { resolver: DNSResolver; sender?: string | undefined; minBitLength?: number | undefined }): Promise<DkimVerification> {
-  const r = await dkimVerify(message, { resolver: options.resolver, sender: options.sender, minBitLength: options.minBitLength });
+  const r = await (await mailauth()).dkimVerify(message, { resolver: options.resolver, sender: options.sender, minBitLength: options.minBitLength });
   const signatures = (r.results ?? []).filter((s) => s.signingDomain !== undefined && s.status.result !== 'none').map(signatureCheck);
   const arcData = (r.arc ?? { chain: [] }) as ARCData;
   return { signatures, headerFrom: r.headerFrom ?? [], arcData };
@@ -202,7 +219,7 @@ export interface SigningKey {
  */
 export async function signDkim(message: Readable | Buffer, key: SigningKey, headerList?: readonly string[]): Promise<{ name: string; value: string }> {
   const algorithm = /BEGIN PRIVATE KEY/.test(key.privateKey) && isEd25519(key.privateKey) ? 'ed25519-sha256' : 'rsa-sha256';
-  const r = await dkimSign(message, {
+  const r = await (await mailauth()).dkimSign(message, {
     canonicalization: 'relaxed/relaxed',
     algorithm,
     signingDomain: key.domain,
@@ -279,7 +296,7 @@ export async function checkDmarc(options: DmarcOptions): Promise<DmarcCheck> {
   }
   const from = options.headerFrom[0]!;
   const fromDomain = from.slice(from.lastIndexOf('@') + 1).toLowerCase();
-  const r = await mailauthDmarc({
+  const r = await (await mailauth()).dmarc({
     headerFrom: from,
     spfDomains: [...options.spfDomains],
     dkimDomains: options.dkimDomains.map((domain) => ({ domain })),
@@ -347,7 +364,7 @@ export interface ArcCheck {
 
 /** Verify the ARC chain found by `verifyDkim` (DNS for the ARC-Seal keys only: the AMS was checked then). */
 export async function verifyArc(verification: DkimVerification, resolver: DNSResolver, minBitLength?: number): Promise<ArcCheck> {
-  const r = await mailauthArc(verification.arcData, { resolver, ...(minBitLength !== undefined ? { minBitLength } : {}) });
+  const r = await (await mailauth()).arc(verification.arcData, { resolver, ...(minBitLength !== undefined ? { minBitLength } : {}) });
   const result = (r.status.result === 'pass' || r.status.result === 'fail' ? r.status.result : 'none') as ArcResult;
   const instance = typeof r.i === 'number' ? r.i : 0;
   const comment = typeof r.status.comment === 'string' ? r.status.comment : undefined;
@@ -368,7 +385,7 @@ export interface SealOptions extends SigningKey {
  */
 export async function sealArc(message: Readable | Buffer, options: SealOptions): Promise<{ name: string; value: string }[]> {
   const algorithm = isEd25519(options.privateKey) ? 'ed25519-sha256' : 'rsa-sha256';
-  const { headers } = await createSeal(message, {
+  const { headers } = await (await mailauth()).createSeal(message, {
     seal: {
       signingDomain: options.domain,
       selector: options.selector,
@@ -383,4 +400,20 @@ export async function sealArc(message: Readable | Buffer, options: SealOptions):
   const fields = headers.map((h) => splitField(String(h).trimEnd()));
   if (fields.length !== 3 || fields.some((f) => f === undefined)) throw new Error('mailauth returned no ARC set');
   return fields as { name: string; value: string }[];
+}
+
+// ---- Arguments the four plugins share ---------------------------------------------------------
+
+/**
+ * `timeout SECONDS` (the check's DNS time budget, default 20: below the default plugin_timeout of
+ * 30, so a dead name server ends in temperror rather than a plugin timeout) and `min_bits N`
+ * (shortest RSA key accepted when verifying, default 1024), from a plugin's argument pairs.
+ * Throws (the plugin does not load) on a value that is not one.
+ */
+export function authCheckArguments(pluginName: string, pairs: ReadonlyMap<string, string>): { timeoutMs: number; minBits: number } {
+  const timeout = Number(pairs.get('timeout') ?? 20);
+  if (!(timeout > 0 && timeout <= 3600)) throw new Error(`${pluginName}: timeout "${pairs.get('timeout')}": expected seconds`);
+  const minBits = Number(pairs.get('min_bits') ?? 1024);
+  if (!Number.isInteger(minBits) || minBits < 512 || minBits > 16384) throw new Error(`${pluginName}: min_bits "${pairs.get('min_bits')}": expected a number of bits`);
+  return { timeoutMs: timeout * 1000, minBits };
 }

@@ -82,9 +82,9 @@ describe('qpsmtpd dkim-key', () => {
     assert.equal(r.code, 0, r.stderr);
     const { name, txt } = recordOf(r.stdout);
     const dns = await startDnsServer({ records: [[name, 'TXT', txt]] });
-    const dnsConfig = { dns_servers: dns.address, dns_timeout: '0.5', dns_tries: 1 };
-    const sender = await testServer({ configDir: config, plugins: ['dkim'], config: dnsConfig, acceptAllRecipients: true });
-    const receiver = await testServer({ plugins: ['dkim'], config: { me: 'mx.receiver.example', ...dnsConfig }, acceptAllRecipients: true });
+    const dnsConfig = { dns_servers: dns.address, dns_timeout: '3', dns_tries: 1 };
+    const sender = await testServer({ configDir: config, plugins: ['dkim'], config: dnsConfig, acceptAllRecipients: true, replyTimeoutMs: 30_000 });
+    const receiver = await testServer({ plugins: ['dkim'], config: { me: 'mx.receiver.example', ...dnsConfig }, acceptAllRecipients: true, replyTimeoutMs: 30_000 });
     try {
       const out = await sender.connect({ relayClient: true });
       const sent = await out.sendMail('a@signed.example', ['b@receiver.example'], buildMessage({ from: 'a@signed.example' }));

@@ -35,8 +35,9 @@ after(async () => {
 async function hop(me: string, seal?: string): Promise<TestServer> {
   const s = await testServer({
     plugins: ['sender_permitted_from', 'dkim reject 0', `arc${seal ? ` seal ${seal}` : ''}`],
-    config: { me, dns_servers: dns.address, dns_timeout: '0.3', dns_tries: 1 },
+    config: { me, dns_servers: dns.address, dns_timeout: '3', dns_tries: 1 },
     acceptAllRecipients: true,
+    replyTimeoutMs: 30_000,
   });
   servers.push(s);
   if (seal !== undefined) {
@@ -119,7 +120,7 @@ describe('arc', () => {
     const session = await s.connect({ relayClient: true });
     const r = await session.sendMail('a@out.example', ['b@far.example'], buildMessage({ from: 'a@out.example' }));
     assert.equal(r.queued!.header.get('ARC-Seal'), undefined);
-    const nokey = await testServer({ plugins: ['arc seal missing.example'], config: { dns_servers: dns.address }, acceptAllRecipients: true });
+    const nokey = await testServer({ plugins: ['arc seal missing.example'], config: { dns_servers: dns.address }, acceptAllRecipients: true, replyTimeoutMs: 30_000 });
     servers.push(nokey);
     assert.ok(nokey.logged(/seal missing\.example: DKIM not configured/, 'arc').length > 0);
     const c = await nokey.connect({ remoteIp: '192.0.2.99' });

@@ -35,11 +35,13 @@ after(async () => {
   await dns.close();
 });
 
-async function server(plugin = 'dkim', extra: Record<string, string> = {}): Promise<TestServer> {
+/** dns_timeout: generous for the live server (a loaded machine answers slowly), short for the silent one. */
+async function server(plugin = 'dkim', dnsTimeout = '3'): Promise<TestServer> {
   const s = await testServer({
     plugins: [plugin],
-    config: { me: 'mx.receiver.example', dns_servers: dns.address, dns_timeout: '0.3', dns_tries: 1, ...extra },
+    config: { me: 'mx.receiver.example', dns_servers: dns.address, dns_timeout: dnsTimeout, dns_tries: 1 },
     acceptAllRecipients: true,
+    replyTimeoutMs: 30_000,
   });
   servers.push(s);
   return s;
@@ -115,10 +117,10 @@ describe('dkim: verifying', () => {
   test('a signature whose key is on a name server that never answers: temperror in time, deferred with reject 1', async () => {
     const message = await signed(signer.privateKey, 'slow.example', 'sel');
     const started = Date.now();
-    const deferred = await deliver(await server(), message, 'alice@slow.example');
-    assert.ok(Date.now() - started < 3000);
+    const deferred = await deliver(await server('dkim', '0.5'), message, 'alice@slow.example');
+    assert.ok(Date.now() - started < 10_000);
     assert.equal(deferred.code, 452);
-    const s = await server('dkim reject 0');
+    const s = await server('dkim reject 0', '0.5');
     const r = await deliver(s, message, 'alice@slow.example');
     assert.equal(r.code, 250);
     assert.match(dkimEntries(r.queued!.header.get('Authentication-Results'))[0]!, /^dkim=temperror \(DNS failure: (ETIMEOUT|ECANCELLED)\) header\.d=slow\.example/);
