@@ -19,6 +19,7 @@ const HELP = `Usage:
   qpsmtpd [--config DIR] --stdio
   qpsmtpd check [--config DIR]
   qpsmtpd tls-cert [--config DIR] [--host NAME] [--days N] [--force]
+  qpsmtpd dkim-key DOMAIN [SELECTOR] [--config DIR] [--bits N] [--type rsa|ed25519] [--force]
   qpsmtpd new-plugin NAME [--hook HOOK ...] [--dir DIR] [--config DIR]
   qpsmtpd test [--config DIR] [FILE|DIR ...]
   qpsmtpd --help | --version
@@ -41,6 +42,13 @@ const HELP = `Usage:
     --host NAME      the name it certifies (default: config/me, else the machine's name)
     --days N         how long it is valid (default 730)
     --force          replace an existing certificate and key
+  dkim-key DOMAIN [SELECTOR]
+                     make a DKIM key pair for the dkim plugin in the config directory's
+                     dkim/DOMAIN/ (selector, private (mode 0600), public, dns) and print the TXT
+                     record to publish; SELECTOR defaults to the month and year (nov2026)
+    --bits N         RSA key length, 1024 to 4096 (default 2048)
+    --type TYPE      rsa (default) or ed25519
+    --force          replace an existing key
   new-plugin NAME    write NAME.ts, a typed plugin with one method per --hook (default: rcpt),
                      and NAME.test.ts, its test with qpsmtpd/testing; never overwrites a file
     --hook HOOK      a hook it serves (rcpt, mail, data_post, pre-connection ...); may be repeated
@@ -52,8 +60,8 @@ const HELP = `Usage:
 Signals: SIGTERM/SIGINT stop accepting, let sessions finish, exit 0.
          SIGHUP reloads config and plugins for new sessions; sessions in flight keep theirs.`;
 
-type Command = 'serve' | 'check' | 'tls-cert' | 'new-plugin' | 'test' | 'help' | 'version';
-const COMMANDS: readonly string[] = ['check', 'tls-cert', 'new-plugin', 'test'];
+type Command = 'serve' | 'check' | 'tls-cert' | 'dkim-key' | 'new-plugin' | 'test' | 'help' | 'version';
+const COMMANDS: readonly string[] = ['check', 'tls-cert', 'dkim-key', 'new-plugin', 'test'];
 
 interface Options {
   readonly command: Command;
@@ -66,6 +74,11 @@ interface Options {
   readonly certHost: string | undefined;
   readonly certDays: number;
   readonly certForce: boolean;
+  /** dkim-key: the domain, the selector, --bits, --type (and --force). */
+  readonly dkimDomain: string | undefined;
+  readonly dkimSelector: string | undefined;
+  readonly dkimBits: number;
+  readonly dkimType: 'rsa' | 'ed25519';
   /** new-plugin: the name, --hook, --dir. test: the files and folders. */
   readonly pluginName: string | undefined;
   readonly hooks: readonly string[];
@@ -95,6 +108,8 @@ function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): Options 
         force: { type: 'boolean' },
         hook: { type: 'string', multiple: true },
         dir: { type: 'string' },
+        bits: { type: 'string' },
+        type: { type: 'string' },
       },
     });
   } catch (err) {
@@ -108,10 +123,18 @@ function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): Options 
   if (first !== 'new-plugin' && (values.hook !== undefined || values.dir !== undefined)) {
     throw new UsageError('--hook and --dir belong to the new-plugin command');
   }
+  if (first === 'dkim-key' && (rest.length < 1 || rest.length > 2)) throw new UsageError('dkim-key needs a DOMAIN and at most a SELECTOR');
   const tlsCert = first === 'tls-cert';
-  if (!tlsCert && (values.host !== undefined || values.days !== undefined || values.force !== undefined)) {
-    throw new UsageError('--host, --days and --force belong to the tls-cert command');
+  const dkimKey = first === 'dkim-key';
+  if (!tlsCert && (values.host !== undefined || values.days !== undefined)) {
+    throw new UsageError('--host and --days belong to the tls-cert command');
   }
+  if (!tlsCert && !dkimKey && values.force !== undefined) throw new UsageError('--force belongs to the tls-cert and dkim-key commands');
+  if (!dkimKey && (values.bits !== undefined || values.type !== undefined)) throw new UsageError('--bits and --type belong to the dkim-key command');
+  const dkimBits = values.bits === undefined ? 2048 : Number(values.bits);
+  if (!Number.isInteger(dkimBits) || dkimBits < 1024 || dkimBits > 4096) throw new UsageError('--bits must be a whole number from 1024 to 4096');
+  const dkimType = values.type ?? 'rsa';
+  if (dkimType !== 'rsa' && dkimType !== 'ed25519') throw new UsageError('--type must be rsa or ed25519');
   const certDays = values.days === undefined ? DEFAULT_DAYS : Number(values.days);
   if (!Number.isInteger(certDays) || certDays < 1 || certDays > 36500) throw new UsageError('--days must be a whole number of days from 1 to 36500');
   const workers = values.workers === undefined ? 0 : Number(values.workers);
@@ -136,6 +159,10 @@ function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): Options 
     certHost: values.host,
     certDays,
     certForce: values.force === true,
+    dkimDomain: dkimKey ? rest[0] : undefined,
+    dkimSelector: dkimKey ? rest[1] : undefined,
+    dkimBits,
+    dkimType,
     pluginName: first === 'new-plugin' ? rest[0] : undefined,
     hooks: values.hook ?? [],
     dir: values.dir,
@@ -174,6 +201,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   if (options.command === 'tls-cert') return tlsCertCommand(options);
+  if (options.command === 'dkim-key') return dkimKeyCommand(options);
   if (options.command === 'new-plugin') return newPluginCommand(options);
   if (options.command === 'test') return testCommand(options, process.env);
   if (options.workers > 0 && !options.stdio && options.command === 'serve' && !isWorker()) {
@@ -206,6 +234,9 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 
   if (options.stdio) {
+    // stdout is the SMTP channel: what a library prints with console.log (mailauth 4.13.3 does,
+    // for a DKIM l= tag that does not match the body) goes to stderr, never into the session.
+    console.log = console.info = console.debug = console.error;
     // inetd, tcpserver and systemd stop a session with SIGTERM too: it ends as a server's would.
     let stopping = false;
     const stop = (why: string): void => {
@@ -300,6 +331,42 @@ async function tlsCertCommand(options: Options): Promise<number> {
   } catch (err) {
     process.stderr.write(`qpsmtpd tls-cert: ${(err as Error).message}\n`);
     return err instanceof ExistsError ? 73 : 1;
+  }
+}
+
+/** `qpsmtpd dkim-key DOMAIN [SELECTOR]`: a key pair where the dkim plugin looks, and the record to publish. */
+async function dkimKeyCommand(options: Options): Promise<number> {
+  const { DkimKeyExistsError, generateDkimKey } = await import('./senderauth/dkim-keys.ts');
+  const configDir = resolve(options.configDir);
+  try {
+    const key = generateDkimKey({
+      configDir,
+      domain: options.dkimDomain!,
+      selector: options.dkimSelector,
+      bits: options.dkimBits,
+      type: options.dkimType,
+      force: options.certForce,
+    });
+    const kind = options.dkimType === 'ed25519' ? 'Ed25519' : `RSA ${options.dkimBits}-bit`;
+    process.stdout.write(
+      [
+        `wrote a DKIM key for ${key.domain} (${kind}, selector ${key.selector}) in ${key.dir}:`,
+        `  selector     ${join(key.dir, 'selector')}`,
+        `  private key  ${join(key.dir, 'private')} (mode 0600)`,
+        `  public key   ${join(key.dir, 'public')}`,
+        `Publish this TXT record (also in ${join(key.dir, 'dns')}, with SPF and DMARC suggestions):`,
+        '',
+        key.zoneLine,
+        '',
+        `The dkim plugin signs mail from relay clients whose sender is at ${key.domain} (or a subdomain)`,
+        `once the record is in DNS; check with "dig TXT ${key.dnsName}".`,
+        '',
+      ].join('\n'),
+    );
+    return 0;
+  } catch (err) {
+    process.stderr.write(`qpsmtpd dkim-key: ${(err as Error).message}\n`);
+    return err instanceof DkimKeyExistsError ? 73 : 64;
   }
 }
 

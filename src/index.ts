@@ -46,7 +46,7 @@ export type {
 export { Address } from './protocol/address.ts';
 export type { EsmtpParams } from './protocol/command.ts';
 export { Header } from './message/header.ts';
-export { addAuthResult, formatAuthResult, parseAuthResult, authResultValue } from './message/auth-results.ts';
+export { addAuthResult, formatAuthResult, parseAuthResult, authResultValue, authComment, authservIdOf, claimsAuthservId, ownAuthservId } from './message/auth-results.ts';
 export type { AuthResult } from './message/auth-results.ts';
 export { messageTexts, decodeQuotedPrintable } from './message/mime-text.ts';
 export type { Transaction } from './session/transaction.ts';
@@ -193,3 +193,37 @@ export type { BodyStore } from './message/body-store.ts';
 export { ToCrlf } from './mail/line-ends.ts';
 export { parseMilterSocket, describeMilterTarget } from './milter/socket-spec.ts';
 export type { MilterTarget } from './milter/socket-spec.ts';
+// Sender authentication (sender_permitted_from, dkim, dmarc, arc): mailauth behind our resolver
+export {
+  authResolver,
+  preloadMailauth,
+  withinTime,
+  authCheckArguments,
+  checkSpf,
+  receivedSpfValue,
+  verifyDkim,
+  overallDkimResult,
+  signDkim,
+  splitField,
+  checkDmarc,
+  verifyArc,
+  sealArc,
+} from './senderauth/mailauth.ts';
+export type {
+  SpfResult,
+  SpfCheck,
+  SpfOptions,
+  DkimResult,
+  DkimSignatureCheck,
+  DkimVerification,
+  SigningKey,
+  DmarcResult,
+  DmarcPolicy,
+  DmarcCheck,
+  DmarcOptions,
+  ArcResult,
+  ArcCheck,
+  SealOptions,
+} from './senderauth/mailauth.ts';
+export { findDkimKey, dkimKeyRoot, dkimTxtRecord } from './senderauth/dkim-keys.ts';
+export type { DkimKeyFiles } from './senderauth/dkim-keys.ts';

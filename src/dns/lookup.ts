@@ -11,6 +11,7 @@
  * Every lookup is bounded twice: by the resolver (`dns_timeout` per try, `dns_tries` rounds) and
  * by the signal (the hook's time limit, `plugin_timeout`; `withTimeout` adds a plugin's own cap).
  */
+import { deadline } from '../util/deadline.ts';
 import type { DnsResolver } from './resolver.ts';
 import type { RecordType, RecordsOf } from './wire.ts';
 import { DnsError, type DnsErrorCode } from './errors.ts';
@@ -38,7 +39,8 @@ export async function lookUp<T extends RecordType>(resolver: DnsResolver, name: 
  */
 export function withTimeout(signal: AbortSignal, seconds: number | undefined): AbortSignal {
   if (seconds === undefined || !(seconds > 0)) return signal;
-  return AbortSignal.any([signal, AbortSignal.timeout(Math.round(seconds * 1000))]);
+  // deadline(), not AbortSignal.any + AbortSignal.timeout (which Node 20 may lose to GC).
+  return deadline(Math.round(seconds * 1000), signal).signal;
 }
 
 /** The text of a TXT answer: each record's strings joined, records separated by a space. */

@@ -1,51 +1,64 @@
 /**
- * Entries ("resinfo", RFC 8601 §2.2) of the Authentication-Results header, for the plugins that
- * authenticate something (fcrdns's iprev, SPF, DKIM, DMARC, ARC). The core writes the header
- * itself (session/trace-headers.ts): the authserv-id, then the entries of
- * `connection.authResults` (true for every message of the session: iprev, auth) and of
- * `transaction.authResults` (this message: spf, dkim, dmarc), joined with `;`.
+ * Authentication-Results (RFC 8601): the entries ("resinfo", §2.2) that the plugins which
+ * authenticate something add (fcrdns's iprev, SPF, DKIM, DMARC, ARC), and reading the
+ * authserv-id of a field, which is how we recognise (and rename) a field that claims to be ours.
+ * The core writes the header itself (session/trace-headers.ts), after `data_post_headers`: the
+ * authserv-id, then the entries of `connection.authResults` (true for every message of the
+ * session: iprev, auth) and of `transaction.authResults` (this message: spf, dkim, dmarc, arc).
  *
  *   addAuthResult(this.connection.authResults, { method: 'iprev', result: 'pass',
  *     properties: { 'smtp.remote-ip': ip }, comment: 'mx.example.net' });
  *   // -> "iprev=pass (mx.example.net) smtp.remote-ip=192.0.2.1"
  *
- * An entry replaces an earlier one with the same method and the same properties (the same check
- * made again: a second message, a plugin run twice), so each check is reported once; entries of
- * one method about different things (two DKIM signatures: different header.d/header.b) are all
- * kept. Property values that are not RFC 2045 tokens (an IPv6 address, text with spaces) are
- * written as quoted strings; addresses (`user@domain`) and domain names as they are.
+ * addAuthResult replaces an earlier entry with the same method and the same properties (the same
+ * check made again: a second message, a plugin run twice), so each check is reported once; entries
+ * of one method about different things (two DKIM signatures: different header.d/header.b) are all
+ * kept. Values that are not RFC 2045 tokens (an IPv6 address, text with spaces) are written as
+ * quoted strings; addresses (`user@domain`) as they are.
  */
 
 export interface AuthResult {
-  /** `iprev`, `spf`, `dkim`, `dmarc`, `arc`, `auth` ... (lower case). */
+  /** `iprev`, `spf`, `dkim`, `dmarc`, `arc`, `auth` ... (written in lower case). */
   readonly method: string;
-  /** `pass`, `fail`, `softfail`, `neutral`, `none`, `temperror`, `permerror` ... */
+  /** `pass`, `fail`, `softfail`, `neutral`, `none`, `temperror`, `permerror`, `policy` ... */
   readonly result: string;
-  /** `reason="..."`: free text. */
+  /** `reason="..."`: free text for a human. */
   readonly reason?: string | undefined;
-  /** `ptype.property` to value, in the order to write them: `{ 'smtp.mailfrom': 'a@b.example' }`. */
-  readonly properties?: Readonly<Record<string, string>> | undefined;
+  /** `ptype.property` to value, in the order to write them: `{ 'smtp.mailfrom': 'a@b.example' }`. Undefined or empty values are left out. */
+  readonly properties?: Readonly<Record<string, string | undefined>> | undefined;
   /** A comment after the result, without its parentheses: `mx.example.net`. */
   readonly comment?: string | undefined;
 }
 
-/** RFC 2045 token: no tspecials, spaces or controls. */
-const TOKEN = /^[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+$/;
-/** A dot-atom local part and/or a domain name: RFC 8601's pvalue alternatives to `value`. */
-const ADDRESS = /^(?:[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]*@)?[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/;
+// RFC 2045 token: no tspecials, no space, no controls.
+const TOKEN = /^[^\x00-\x20\x7f()<>@,;:\\"/[\]?=]+$/;
+// RFC 8601 pvalue also takes [local-part] "@" domain-name without quotes.
+const MAILBOX_VALUE = /^(?:[^\x00-\x20\x7f()<>@,;:\\"[\]]*)@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/;
 
-/** A value as RFC 8601 allows it: a token, an address or domain as is, else a quoted string. */
+/** A `value`: a token as it is, anything else as a quoted-string (line ends folded to spaces). */
 export function authResultValue(value: string): string {
-  if (value !== '' && (TOKEN.test(value) || ADDRESS.test(value))) return value;
-  return `"${value.replace(/[\\"]/g, '\\$&').replace(/[\r\n]+/g, ' ')}"`;
+  if (TOKEN.test(value)) return value;
+  return `"${value.replace(/[\r\n]+/g, ' ').replace(/(["\\])/g, '\\$1')}"`;
 }
 
-/** One entry as text: `method=result [(comment)] [reason="..."] [ptype.property=value ...]`. */
+/** A comment's text with its parentheses and backslashes escaped, line ends folded to spaces. */
+export function authComment(text: string): string {
+  return `(${text.replace(/[\r\n]+/g, ' ').replace(/([()\\])/g, '\\$1')})`;
+}
+
+/** One entry as text: `method=result [(comment)] [reason="..."] [ptype.property=value ...]`. Throws on a method, result or property name that is no token. */
 export function formatAuthResult(entry: AuthResult): string {
-  const parts = [`${entry.method.toLowerCase()}=${entry.result.toLowerCase()}`];
-  if (entry.comment !== undefined && entry.comment !== '') parts.push(`(${entry.comment.replace(/[()\\\r\n]/g, '')})`);
+  const method = entry.method.toLowerCase();
+  const result = entry.result.toLowerCase();
+  if (!TOKEN.test(method) || !TOKEN.test(result)) throw new Error(`not an Authentication-Results method or result: ${entry.method}=${entry.result}`);
+  const parts = [`${method}=${result}`];
+  if (entry.comment !== undefined && entry.comment !== '') parts.push(authComment(entry.comment));
   if (entry.reason !== undefined && entry.reason !== '') parts.push(`reason=${authResultValue(entry.reason)}`);
-  for (const [name, value] of Object.entries(entry.properties ?? {})) parts.push(`${name.toLowerCase()}=${authResultValue(value)}`);
+  for (const [key, value] of Object.entries(entry.properties ?? {})) {
+    if (value === undefined || value === '') continue;
+    if (!/^[A-Za-z0-9-]+\.[A-Za-z0-9_.-]+$/.test(key)) throw new Error(`not a ptype.property: ${key}`);
+    parts.push(`${key.toLowerCase()}=${MAILBOX_VALUE.test(value) ? value : authResultValue(value)}`);
+  }
   return parts.join(' ');
 }
 
@@ -93,7 +106,8 @@ export function addAuthResult(list: string[], entry: AuthResult | string): strin
 /** Method and properties, lower-cased and sorted: what an entry is about. */
 function identity(entry: AuthResult): string {
   const props = Object.entries(entry.properties ?? {})
-    .map(([k, v]) => `${k.toLowerCase()}=${v.toLowerCase()}`)
+    .filter(([, v]) => v !== undefined && v !== '')
+    .map(([k, v]) => `${k.toLowerCase()}=${v!.toLowerCase()}`)
     .sort();
   return [entry.method.toLowerCase(), ...props].join(' ');
 }
@@ -140,4 +154,50 @@ function tokenize(text: string): string[] {
 function unquote(value: string): string {
   if (value.length < 2 || !value.startsWith('"') || !value.endsWith('"')) return value;
   return value.slice(1, -1).replace(/\\(.)/g, '$1');
+}
+
+/**
+ * The authserv-id of an Authentication-Results (or ARC-Authentication-Results, after its `i=N;`)
+ * field value, comments and quoting removed; undefined when there is none. `(x) "mx.example" 1;`
+ * gives `mx.example`.
+ */
+export function authservIdOf(value: string): string | undefined {
+  let i = 0;
+  const skipCfws = (): void => {
+    for (;;) {
+      while (i < value.length && /\s/.test(value[i]!)) i++;
+      if (value[i] !== '(') return;
+      let depth = 0;
+      for (; i < value.length; i++) {
+        const c = value[i];
+        if (c === '\\') i++;
+        else if (c === '(') depth++;
+        else if (c === ')' && --depth === 0) {
+          i++;
+          break;
+        }
+      }
+    }
+  };
+  skipCfws();
+  if (value[i] === '"') {
+    let out = '';
+    for (i++; i < value.length && value[i] !== '"'; i++) {
+      if (value[i] === '\\') i++;
+      out += value[i] ?? '';
+    }
+    return out === '' ? undefined : out;
+  }
+  const m = /^[^\s;()]+/.exec(value.slice(i));
+  return m === null ? undefined : m[0];
+}
+
+/** Does this field value claim `authservId` (case-insensitive, as domain names compare)? */
+export function claimsAuthservId(value: string, authservId: string): boolean {
+  return authservIdOf(value)?.toLowerCase() === authservId.toLowerCase();
+}
+
+/** The authserv-id this server writes: config `me-auth-results` (`none`: no header), else `me`. */
+export function ownAuthservId(session: { me: string; config(name: string): string | undefined }): string {
+  return session.config('me-auth-results') ?? session.me;
 }

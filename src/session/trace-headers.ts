@@ -4,6 +4,7 @@
  * something to say.
  */
 import { OK } from '../hooks/codes.ts';
+import { claimsAuthservId, ownAuthservId } from '../message/auth-results.ts';
 import { rfc5322Date } from '../message/date.ts';
 import type { Session } from './session.ts';
 
@@ -47,11 +48,11 @@ async function receivedValue(s: Session): Promise<string> {
  * Original-Authentication-Results: a sender must not be able to forge our verdicts (RFC 8601 §5).
  */
 function addAuthenticationResults(s: Session): void {
-  const authservId = s.config('me-auth-results') ?? s.me;
+  const authservId = ownAuthservId(s);
   if (authservId === 'none') return;
   const header = s.transaction.header;
-  const ours = (value: string): boolean => value.split(';')[0]!.trim().split(/\s+/)[0]!.toLowerCase() === authservId.toLowerCase();
-  header.rename('Authentication-Results', 'Original-Authentication-Results', ours);
+  // The id is read past comments and quotes: `(x) "mx.example";` claims mx.example too.
+  header.rename('Authentication-Results', 'Original-Authentication-Results', (value) => claimsAuthservId(value, authservId));
 
   const c = s.connection;
   const fragments: string[] = [];

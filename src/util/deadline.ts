@@ -24,6 +24,8 @@ export class DeadlineExceeded extends Error {
 export function deadline(ms: number, outer?: AbortSignal): Deadline {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(new DeadlineExceeded(ms)), ms);
+  // The work it limits keeps the process alive if it must; an unreleased deadline need not.
+  timer.unref();
   const onOuterAbort = (): void => controller.abort(outer?.reason);
   if (outer?.aborted) onOuterAbort();
   else outer?.addEventListener('abort', onOuterAbort, { once: true });

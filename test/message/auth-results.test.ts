@@ -11,12 +11,12 @@ describe('formatAuthResult', () => {
     );
   });
 
-  it('quotes what is no token, address or domain (IPv6, spaces, quotes); comments lose parentheses', () => {
+  it('quotes what is no token, address or domain (IPv6, spaces, quotes); parentheses in comments are escaped', () => {
     assert.equal(authResultValue('2001:db8::1'), '"2001:db8::1"');
     assert.equal(authResultValue('say "hi"'), '"say \\"hi\\""');
     assert.equal(authResultValue(''), '""');
     assert.equal(authResultValue('example.com'), 'example.com');
-    assert.equal(formatAuthResult({ method: 'iprev', result: 'fail', comment: 'a (b) c' }), 'iprev=fail (a b c)');
+    assert.equal(formatAuthResult({ method: 'iprev', result: 'fail', comment: 'a (b) c' }), 'iprev=fail (a \\(b\\) c)');
   });
 });
 

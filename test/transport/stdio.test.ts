@@ -128,3 +128,21 @@ test('--stdio: SIGTERM during DATA: the message is finished and delivered, then 
   assert.match(delivered[0]!, /^Subject: stdio at SIGTERM$/m);
   assert.match(delivered[0]!, /\n\nfirst part\nsecond part\n$/);
 });
+
+test('--stdio: console.log from a plugin or a library goes to stderr, not into the SMTP session', async () => {
+  const root = makeRoot({
+    config: { plugins: ['chatty', 'accept_all', 'queue/maildir var/maildir'], me: 'mx.example.test' },
+    plugins: {
+      'chatty.js': `import { Plugin, DECLINED } from 'qpsmtpd';\nexport default class Chatty extends Plugin {\n  hook_connect() { console.log('TOTAL 10 EXPECTING 20'); return DECLINED; }\n  hook_helo() { console.info('helo seen'); return DECLINED; }\n}\n`,
+      'accept_all.js': ACCEPT_ALL_JS,
+    },
+  });
+  const daemon = spawnDaemon(['--config', join(root, 'config'), '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'], session: true, env: { TCPREMOTEIP: '198.51.100.9', TCPREMOTEPORT: '2' } });
+  const client = SmtpClient.overStreams(daemon.child.stdout!, daemon.child.stdin!);
+  assert.equal((await client.reply()).code, 220);
+  await client.expect('HELO client.example.test', 250);
+  await client.quit();
+  await daemon.waitExit();
+  assert.match(daemon.stderr, /TOTAL 10 EXPECTING 20/);
+  assert.match(daemon.stderr, /helo seen/);
+});

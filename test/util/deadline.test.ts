@@ -4,6 +4,8 @@ import { setImmediate as tick } from 'node:timers/promises';
 import { DeadlineExceeded, deadline } from '../../src/util/deadline.ts';
 
 test('fires after its time even when nothing else holds the signal and the heap is collected', async () => {
+  // Its timer does not hold the process open (a daemon has its sockets for that): this test does.
+  const keepAlive = setInterval(() => undefined, 1000);
   const fired = new Promise<unknown>((resolve) => {
     const { signal } = deadline(50);
     signal.addEventListener('abort', () => resolve(signal.reason), { once: true });
@@ -14,6 +16,7 @@ test('fires after its time even when nothing else holds the signal and the heap 
     await tick();
   }
   const reason = await fired;
+  clearInterval(keepAlive);
   assert.ok(reason instanceof DeadlineExceeded);
   assert.equal(reason.ms, 50);
 });
@@ -32,6 +35,6 @@ test("fires with the outer signal's reason when that comes first; release stops 
 
   const released = deadline(20);
   released.release();
-  await new Promise((resolve) => setTimeout(resolve, 60));
+  await new Promise((resolve) => setTimeout(resolve, 60)); // a ref'd timer: the process waits
   assert.equal(released.signal.aborted, false);
 });
