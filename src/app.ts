@@ -18,6 +18,7 @@ import { formatLogParts, formatStderrLine, type LogRecord } from './log/logger.t
 import { loadPlugins, type PluginClass } from './plugins/loader.ts';
 import type { PluginHost } from './plugins/plugin.ts';
 import { resolverFromConfig } from './dns/from-config.ts';
+import type { DnsResolver } from './dns/resolver.ts';
 import { formatProblem, parsePluginLines, type LoadProblem } from './plugins/plugins-file.ts';
 import type { Conn } from './session/conn.ts';
 import { Session, type LogSink } from './session/session.ts';
@@ -64,6 +65,8 @@ const REGISTER_TIMEOUT_MS = 30_000;
 /** One consistent view of config and plugins. */
 interface Snapshot {
   readonly config: ConfigDir;
+  /** The resolver of this config's plugins (`this.dns`); its counters are logged when it retires. */
+  readonly dns: DnsResolver;
   readonly registry: HookRegistry;
   readonly runner: HookRunner;
   readonly logSink: AppLogSink;
@@ -89,12 +92,18 @@ export class App {
   private readonly relieveMemory = makeMemoryRelief();
   /** Snapshots replaced by a reload whose sessions have not all ended yet. */
   private readonly retiring = new Set<Snapshot>();
+  private dnsStatsTimer: NodeJS.Timeout | undefined;
 
   private constructor(
     private readonly options: AppOptions,
     snapshot: Snapshot,
   ) {
     this.snapshot = snapshot;
+    const every = Number(snapshot.config.value('dns_stats_interval') ?? 3600);
+    if (Number.isFinite(every) && every > 0) {
+      this.dnsStatsTimer = setInterval(() => logDnsStats(this.snapshot.dns, (level, message) => this.log(level, message)), every * 1000);
+      this.dnsStatsTimer.unref();
+    }
   }
 
   /** Load config and plugins; rejects with a LoadFailure listing every problem. */
@@ -182,6 +191,7 @@ export class App {
 
   /** Stop (see `stop`), then let every plugin release what it holds (`shutdown()`). */
   async close(graceMs: number): Promise<void> {
+    clearInterval(this.dnsStatsTimer);
     await this.stop(graceMs);
     await this.retireIdle();
     await shutdownPlugins(this.snapshot, (level, message) => this.log(level, message));
@@ -226,7 +236,23 @@ class ClientCounter {
 
 /** Call each plugin's `shutdown()` once, last loaded first, each within a time limit. */
 function shutdownPlugins(snap: Snapshot, log: (level: LogLevel, message: string) => void): Promise<void> {
+  logDnsStats(snap.dns, log);
   return shutdownRecords(snap.registry.plugins, log);
+}
+
+/**
+ * The resolver's counters as one log line (LOGINFO), when it was used at all: at every reload and
+ * stop, and every `dns_stats_interval` seconds (default 3600; 0: only then).
+ */
+function logDnsStats(dns: DnsResolver, log: (level: LogLevel, message: string) => void): void {
+  const s = dns.stats();
+  if (s.lookups === 0) return;
+  const cached = Math.round((100 * s.cacheHits) / s.lookups);
+  log(
+    LOGINFO,
+    `dns: ${s.lookups} lookups (${cached}% answered from the cache, ${s.joined} joined one in flight), ${s.queries} queries sent, ` +
+      `${s.timeouts} timed out, ${s.failures} failed, ${s.cancelled} cancelled by their plugin`,
+  );
 }
 
 async function shutdownRecords(records: readonly PluginRecord[], log: (level: LogLevel, message: string) => void): Promise<void> {
@@ -316,7 +342,7 @@ async function buildSnapshot(options: AppOptions): Promise<Snapshot> {
 
   const spoolDir = spoolDirOf(configDir, config.value('spool_dir'));
   mkdirSync(spoolDir, { recursive: true, mode: 0o700 });
-  return { config, registry, runner, logSink: sink, spoolDir };
+  return { config, dns: dns.resolver, registry, runner, logSink: sink, spoolDir };
 }
 
 /** `plugin_timeout`: a line with a number is the default (seconds); `NAME SECONDS` lines override it. */

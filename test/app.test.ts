@@ -68,3 +68,31 @@ test('a failed reload keeps the running plugins and reports file and line', asyn
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("the DNS resolver's counters are logged when its config retires (stop or reload)", async () => {
+  const { startDnsServer } = await import('../src/testing/dns-server.ts');
+  const dns = await startDnsServer({ records: [['known.test', 'A', '192.0.2.1']], silent: ['slow.test'] });
+  const LOOKER = `import { Plugin, DECLINED } from 'qpsmtpd';
+export default class Looker extends Plugin {
+  async hook_helo(_tx: unknown, host: string) {
+    await this.dns.resolve(host, 'A', { signal: this.signal }).catch(() => undefined);
+    return DECLINED;
+  }
+}
+`;
+  const t = await testApp({ plugins: { 'looker.ts': LOOKER }, config: { plugins: ['looker'], loglevel: ['6'], dns_servers: [dns.address], dns_timeout: ['0.2'], dns_tries: ['1'] } });
+  try {
+    for (const host of ['known.test', 'known.test', 'slow.test']) {
+      const { client } = await t.greeted();
+      await client.command(`HELO ${host}`);
+      await client.command('QUIT');
+    }
+    await t.app.close(0);
+    const line = t.logs.find((l) => / dns: /.test(l));
+    assert.ok(line, t.logs.join('\n'));
+    assert.match(line, /^\d+ dns: 3 lookups \(33% answered from the cache, 0 joined one in flight\), 2 queries sent, 1 timed out, 1 failed, 0 cancelled by their plugin$/);
+  } finally {
+    await t.cleanup();
+    await dns.close();
+  }
+});
