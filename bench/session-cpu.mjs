@@ -4,7 +4,8 @@
 // through the built daemon (dist/) on in-memory connections, with the bench's plugins (relay,
 // rcpt_ok, queue/discard). What `npm run bench` measures on a busy machine mixes this with
 // syscalls and other processes; this is the part we control, steady enough to compare commits.
-//   node bench/session-cpu.mjs [--sessions N] [--rounds R] [--size BYTES]   (node --cpu-prof ... to profile)
+//   node bench/session-cpu.mjs [--sessions N] [--rounds R] [--size BYTES] [--messages M]
+//   (M messages per session, as smtp-source -d reuses connections; node --cpu-prof ... to profile)
 import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const { values } = parseArgs({ options: { sessions: { type: 'string', default: '20000' }, rounds: { type: 'string', default: '5' }, size: { type: 'string', default: '2048' } } });
+const { values } = parseArgs({ options: { sessions: { type: 'string', default: '20000' }, rounds: { type: 'string', default: '5' }, size: { type: 'string', default: '2048' }, messages: { type: 'string', default: '1' } } });
 const sessions = Number(values.sessions);
 const rounds = Number(values.rounds);
 
@@ -36,21 +37,26 @@ const app = await App.load({ configDir: config, env: {}, version: 'bench', bundl
 const line = 'La la la la la la la la la la la la la la la la la la la la la la la la la la la la';
 const body = Array.from({ length: Math.max(1, Math.round(Number(values.size) / (line.length + 2))) }, () => line).join('\r\n');
 const message = `From: <bench@example.com>\r\nTo: <to@localhost>\r\nSubject: bench\r\n\r\n${body}\r\n.\r\n`;
-const script = ['EHLO client.example', 'MAIL FROM:<bench@example.com>', 'RCPT TO:<to@localhost>', 'DATA'];
+const transaction = ['MAIL FROM:<bench@example.com>', 'RCPT TO:<to@localhost>', 'DATA'];
+const perSession = Number(values.messages);
 
 async function oneSession() {
   const conn = new TestConn({ remoteIp: '127.0.0.1', remotePort: 40000 });
   const done = app.handle(conn);
   await conn.readReply();
-  for (const line of script) {
-    conn.line(line);
-    const reply = await conn.readReply();
-    if (reply.code >= 400) throw new Error(`${line}: ${reply.raw}`);
+  conn.line('EHLO client.example');
+  if ((await conn.readReply()).code !== 250) throw new Error('EHLO refused');
+  for (let m = 0; m < perSession; m++) {
+    for (const line of transaction) {
+      conn.line(line);
+      const reply = await conn.readReply();
+      if (reply.code >= 400) throw new Error(`${line}: ${reply.raw}`);
+    }
+    // In 64 KiB pieces, as a socket would deliver a big message.
+    for (let at = 0; at < message.length; at += 65536) conn.send(message.slice(at, at + 65536));
+    const queued = await conn.readReply();
+    if (queued.code !== 250) throw new Error(`after the dot: ${queued.raw}`);
   }
-  // In 64 KiB pieces, as a socket would deliver a big message.
-  for (let at = 0; at < message.length; at += 65536) conn.send(message.slice(at, at + 65536));
-  const queued = await conn.readReply();
-  if (queued.code !== 250) throw new Error(`after the dot: ${queued.raw}`);
   conn.line('QUIT');
   await conn.readReply();
   await done;
