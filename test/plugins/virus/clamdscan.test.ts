@@ -79,7 +79,10 @@ describe('virus/clamdscan against clamd', { timeout: 120_000 }, () => {
       const result = await sendOne(server, big);
       assert.equal(result.code, 452, result.raw);
       assert.equal(`${result.enhanced} ${result.text}`, '4.3.0 Unable to scan for viruses, try again later');
-      assert.ok(server.logs.some((l) => /error, clamd: INSTREAM size limit exceeded\. ERROR: deferring/.test(l.text)), server.logs.map((l) => l.text).join('\n'));
+      // clamd answers and closes; when our next write meets the closed socket first (EPIPE or a
+      // reset), Node drops the unread answer with the socket: either way clamd cut the stream.
+      const cut = /error, clamd(: INSTREAM size limit exceeded\. ERROR| at \S+: write (EPIPE|ECONNRESET)|.*ECONNRESET): deferring/;
+      assert.ok(server.logs.some((l) => cut.test(l.text)), server.logs.map((l) => l.text).join('\n'));
     });
     await withServer([`virus/clamdscan clamd_socket ${clamd.socketPath} max_size 4096`], async (server) => {
       const result = await sendOne(server, big);
