@@ -93,6 +93,7 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import {
+  deadline,
   Plugin,
   DECLINED,
   DENY,
@@ -342,7 +343,8 @@ export default class Milter extends Plugin {
   private failed(state: SessionState, stage: Stage | 'reset_transaction', err: unknown): HookResult {
     const reason = errorText(err);
     this.log(LOGERROR, `${stage}: ${reason}; default_action ${this.defaultAction}`);
-    state.milter?.quit(AbortSignal.timeout(1000)).catch(() => undefined);
+    // deadline(): AbortSignal.timeout alone may be collected before it fires on Node 20.
+    state.milter?.quit(deadline(1000).signal).catch(() => undefined);
     state.milter = undefined;
     state.failed = true;
     return this.fallback(state);

@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { pipeline } from 'node:stream/promises';
-import { Plugin, OK, DENYSOFT, LOGERROR } from 'qpsmtpd';
+import { Plugin, OK, DENYSOFT, LOGERROR, deadline } from 'qpsmtpd';
 import type { PluginHost, Transaction } from 'qpsmtpd';
 
 const TIME_LIMIT_MS = 20_000;
@@ -22,11 +22,9 @@ export default class PipeQueue extends Plugin {
   }
 
   async hook_queue(tx: Transaction) {
-    // Stop the program when it runs too long, or when the hook call does (this.signal). The timer
-    // holds its controller: on Node 20 AbortSignal.any keeps AbortSignal.timeout() only weakly.
-    const tooLong = new AbortController();
-    const timer = setTimeout(() => tooLong.abort(new Error(`still running after ${TIME_LIMIT_MS} ms`)), TIME_LIMIT_MS);
-    const signal = AbortSignal.any([this.signal, tooLong.signal]);
+    // Stop the program when it runs too long, or when the hook call does (this.signal).
+    const limit = deadline(TIME_LIMIT_MS, this.signal);
+    const signal = limit.signal;
     const child = spawn(this.program, this.programArgs, { stdio: ['pipe', 'ignore', 'inherit'], signal });
     try {
       await once(child, 'spawn');
@@ -40,7 +38,7 @@ export default class PipeQueue extends Plugin {
       child.kill();
       return [DENYSOFT, 'Queuing failed, please try again later'];
     } finally {
-      clearTimeout(timer);
+      limit.release();
     }
   }
 }
