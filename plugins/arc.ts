@@ -44,7 +44,7 @@ import {
   sealArc,
   verifyArc,
   verifyDkim,
-  withinTime,
+  deadline,
 } from 'qpsmtpd';
 import type { ArcCheck, DkimVerification, HookResult, PluginHost, Transaction } from 'qpsmtpd';
 
@@ -74,7 +74,7 @@ export default class Arc extends Plugin {
   async verify(tx: Transaction): Promise<HookResult> {
     // A relay client's mail is only verified when it is to be sealed (the cv= must be known).
     if (this.connection.relayClient && !(this.sealDomain !== undefined && this.sealRelay)) return DECLINED;
-    const resolver = authResolver(this.dns, withinTime(this.signal, this.timeoutMs));
+    const resolver = authResolver(this.dns, deadline(this.timeoutMs, this.signal).signal);
     let check: ArcCheck;
     try {
       const verification =

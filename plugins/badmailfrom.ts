@@ -38,7 +38,7 @@
  * message; `/re/` entries are patterns without their slashes; an invalid pattern is logged with file and line and skipped (qpsmtpd's Perl died in
  * the hook: a 451 for every sender); odd arguments or a bad reject_type stop the plugin loading.
  */
-import { Plugin, DECLINED, LOGDEBUG, LOGINFO, ConfigCache, adjustKarma, compileAddressList, getReject, isImmune, matchAddressList, pairArguments } from 'qpsmtpd';
+import { Plugin, checkableSender, DECLINED, LOGDEBUG, LOGINFO, ConfigCache, adjustKarma, compileAddressList, getReject, isImmune, matchAddressList, pairArguments } from 'qpsmtpd';
 import type { Address, AddressListEntry, EsmtpParams, HookResult, PluginHost, Transaction } from 'qpsmtpd';
 
 const DEFAULT_REASON = 'Your envelope sender is in my badmailfrom list';
@@ -63,17 +63,9 @@ export default class BadMailFrom extends Plugin {
       this.log(LOGDEBUG, 'skip, empty list');
       return DECLINED;
     }
-    if (sender.isNull) {
-      this.log(LOGDEBUG, 'skip, null sender');
-      return DECLINED;
-    }
-    if (sender.user === '' || sender.host === '') {
-      this.log(LOGDEBUG, 'skip, missing user or host');
-      return DECLINED;
-    }
-    const host = sender.host.toLowerCase();
-    const from = `${sender.user.toLowerCase()}@${host}`;
-    const hit = matchAddressList(list, from, host);
+    const checked = checkableSender(this, sender);
+    if (checked === undefined) return DECLINED;
+    const hit = matchAddressList(list, checked.from, checked.host);
     if (hit === undefined) {
       this.log(LOGINFO, 'pass');
       return DECLINED;
@@ -84,7 +76,7 @@ export default class BadMailFrom extends Plugin {
       reject: this.reject,
       rejectType: this.rejectType,
       message: hit.reason ?? DEFAULT_REASON,
-      logMessage: `${from} matches ${hit.kind} ${hit.entry}`,
+      logMessage: `${checked.from} matches ${hit.kind} ${hit.entry}`,
     });
   }
 }

@@ -25,7 +25,7 @@
  * when several entries match the sender, all their pairs apply (qpsmtpd kept only the last
  * matching entry, so `a@x.example` and `@x.example` lines could not both work).
  */
-import { Plugin, DECLINED, LOGDEBUG, LOGWARN, ConfigCache, configLocation, getReject, pairArguments } from 'qpsmtpd';
+import { Plugin, checkableSender, DECLINED, LOGDEBUG, LOGWARN, ConfigCache, configLocation, getReject, pairArguments } from 'qpsmtpd';
 import type { Address, EsmtpParams, HookResult, PluginHost, Transaction } from 'qpsmtpd';
 
 interface Pairs {
@@ -51,16 +51,9 @@ export default class BadMailFromTo extends Plugin {
       this.log(LOGDEBUG, 'skip, empty list');
       return DECLINED;
     }
-    if (sender.isNull) {
-      this.log(LOGDEBUG, 'skip, null sender');
-      return DECLINED;
-    }
-    if (sender.user === '' || sender.host === '') {
-      this.log(LOGDEBUG, 'skip, missing user or host');
-      return DECLINED;
-    }
-    const host = sender.host.toLowerCase();
-    const matches = [`${sender.user.toLowerCase()}@${host}`, `@${host}`].filter((key) => bySender.has(key));
+    const checked = checkableSender(this, sender);
+    if (checked === undefined) return DECLINED;
+    const matches = [checked.from, `@${checked.host}`].filter((key) => bySender.has(key));
     if (matches.length > 0) tx.notes['badmailfromto'] = matches.join(' ');
     return DECLINED;
   }

@@ -66,7 +66,7 @@ import {
   pairArguments,
   signDkim,
   verifyDkim,
-  withinTime,
+  deadline,
 } from 'qpsmtpd';
 import type { DkimSignatureCheck, DkimVerification, HookResult, PluginHost, Transaction } from 'qpsmtpd';
 
@@ -100,7 +100,7 @@ export default class Dkim extends Plugin {
   async verify(tx: Transaction): Promise<HookResult> {
     if (this.connection.relayClient) return DECLINED; // signed at queue_pre instead
     if (isImmune(this)) return DECLINED;
-    const signal = withinTime(this.signal, this.timeoutMs);
+    const signal = deadline(this.timeoutMs, this.signal).signal;
     let verification: DkimVerification;
     try {
       verification = await verifyDkim(tx.bodyStream(), {

@@ -57,7 +57,7 @@ import {
   isImmune,
   pairArguments,
   verifyDkim,
-  withinTime,
+  deadline,
 } from 'qpsmtpd';
 import type { DkimSignatureCheck, DkimVerification, DmarcCheck, DmarcPolicy, HookResult, PluginHost, Transaction } from 'qpsmtpd';
 
@@ -121,7 +121,7 @@ export default class Dmarc extends Plugin {
       this.log(LOGINFO, `fail, ${from.length} From addresses`);
       return DECLINED;
     }
-    const signal = withinTime(this.signal, this.timeoutMs);
+    const signal = deadline(this.timeoutMs, this.signal).signal;
     const resolver = authResolver(this.dns, signal);
     const spf = tx.notes['dmarc_spf'] as { domain?: string; result?: string } | undefined;
     const spfDomains = spf?.result === 'pass' && spf.domain ? [spf.domain] : [];

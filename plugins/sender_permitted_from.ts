@@ -57,7 +57,7 @@ import {
   isImmune,
   pairArguments,
   receivedSpfValue,
-  withinTime,
+  deadline,
 } from 'qpsmtpd';
 import type { Address, EsmtpParams, HookResult, PluginHost, SpfCheck, Transaction } from 'qpsmtpd';
 
@@ -113,7 +113,7 @@ export default class SenderPermittedFrom extends Plugin {
       tx.notes['dmarc_spf'] = { scope: 'helo', result: 'none' };
       return DECLINED;
     }
-    const signal = withinTime(this.signal, this.timeoutMs);
+    const signal = deadline(this.timeoutMs, this.signal).signal;
     const check = await checkSpf({
       ip: c.remoteIp,
       sender: nullSender ? '' : `${sender.user}@${sender.host.toLowerCase()}`,

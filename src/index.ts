@@ -99,7 +99,7 @@ export { getReject, rejectCode, isImmune } from './plugins/policy.ts';
 export type { RejectArgs } from './plugins/policy.ts';
 
 // Connection and HELO policy plugins
-export { adjustKarma } from './plugins/policy.ts';
+export { adjustKarma, checkableSender } from './plugins/policy.ts';
 export { parseProxyHeader } from './protocol/proxy-header.ts';
 export type { ProxyParse, ProxiedAddresses } from './protocol/proxy-header.ts';
 
@@ -197,7 +197,6 @@ export type { MilterTarget } from './milter/socket-spec.ts';
 export {
   authResolver,
   preloadMailauth,
-  withinTime,
   authCheckArguments,
   checkSpf,
   receivedSpfValue,

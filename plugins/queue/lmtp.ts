@@ -107,19 +107,19 @@ export default class Lmtp extends Plugin {
     }
     const where = this.describeTarget();
     const keys = this.keysFor(tx);
-    const todo = tx.recipients.filter((_r, i) => !this.wasDelivered(keys[i]));
-    const skipped = tx.recipients.length - todo.length;
+    const pending = tx.recipients.filter((_r, i) => !this.wasDelivered(keys[i]));
+    const skipped = tx.recipients.length - pending.length;
     if (skipped > 0) this.log(LOGINFO, `${skipped} recipient(s) already got this message on an earlier try: skipping them`);
-    if (todo.length === 0) return [OK, `Delivered to ${tx.recipients.length} recipient(s)`];
+    if (pending.length === 0) return [OK, `Delivered to ${tx.recipients.length} recipient(s)`];
 
     let lmtp: SmtpClient | undefined;
     try {
       const target = this.target;
       const open = (): Socket => ('path' in target ? netConnect({ path: target.path }) : netConnect({ host: target.host, port: target.port }));
       lmtp = await SmtpClient.connect(open, { timeoutMs: this.timeoutMs, signal: this.signal, protocol: 'LMTP', peer: 'the LMTP server' });
-      const results = await this.dialogue(lmtp, tx, todo);
+      const results = await this.dialogue(lmtp, tx, pending);
       tx.notes['lmtp'] = results;
-      return this.verdict(tx, todo, results, skipped, keys);
+      return this.verdict(tx, pending, results, skipped, keys);
     } catch (err) {
       const failure = dialogueFailure(err, this.signal, 'Mail store unavailable, try again later', LMTP_CONNECT_FAILURES);
       this.log(failure.permanent ? LOGWARN : LOGERROR, `${where}: ${failure.reason}`);
@@ -160,10 +160,10 @@ export default class Lmtp extends Plugin {
   }
 
   /** The answer for the client from the per-recipient results (see the header). */
-  private verdict(tx: Transaction, todo: readonly Address[], results: readonly LmtpResult[], skipped: number, keys: readonly (string | undefined)[]): HookResult {
+  private verdict(tx: Transaction, pending: readonly Address[], results: readonly LmtpResult[], skipped: number, keys: readonly (string | undefined)[]): HookResult {
     const where = this.describeTarget();
-    const delivered = todo.filter((_r, i) => results[i]!.code >= 200 && results[i]!.code < 300);
-    const failed = todo.map((rcpt, i) => ({ rcpt, reply: { code: results[i]!.code, lines: [results[i]!.text] } })).filter(({ reply }) => reply.code < 200 || reply.code >= 300);
+    const delivered = pending.filter((_r, i) => results[i]!.code >= 200 && results[i]!.code < 300);
+    const failed = pending.map((rcpt, i) => ({ rcpt, reply: { code: results[i]!.code, lines: [results[i]!.text] } })).filter(({ reply }) => reply.code < 200 || reply.code >= 300);
     for (const r of results) this.log(r.code < 300 ? LOGINFO : LOGWARN, `${where}: <${r.recipient}>: ${r.code} ${r.text}`);
     if (failed.length === 0) return [OK, `Delivered to ${skipped + delivered.length} recipient(s)`];
 

@@ -17,6 +17,7 @@
  * is treated as the IPv4 address everywhere, except that an IPv6 CIDR block covering
  * `::ffff:0:0/96` still matches it.
  */
+import { compressIPv6 } from '../protocol/ipv6-text.ts';
 
 export type IpFamily = 4 | 6;
 
@@ -182,25 +183,7 @@ function groupsOf(bytes: Uint8Array): number[] {
 export function formatIp(ip: IpAddress): string {
   if (ip.family === 4) return Array.from(ip.bytes).join('.');
   if (isMappedIPv4(ip)) return '::ffff:' + Array.from(ip.bytes.slice(12)).join('.');
-  const groups = groupsOf(ip.bytes);
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestLen < 2) return hex.join(':');
-  return hex.slice(0, bestStart).join(':') + '::' + hex.slice(bestStart + bestLen).join(':');
+  return compressIPv6(groupsOf(ip.bytes));
 }
 
 /** Canonical text of an address, IPv4-mapped IPv6 shown as IPv4; undefined when it is no address. */

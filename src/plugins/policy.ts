@@ -16,9 +16,11 @@
  *
  * Plain functions over a plugin (inside a hook: `this`); they log through the plugin.
  */
-import { DECLINED, DENY, DENYSOFT, DENYSOFT_DISCONNECT, DENY_DISCONNECT, type Code } from '../hooks/codes.ts';
-import { LOGINFO } from '../log/levels.ts';
-import type { Plugin } from './plugin.ts';
+import { ConfigDir } from '../config/config-dir.ts';
+import { DECLINED, DENY, DENYSOFT, DENYSOFT_DISCONNECT, DENY_DISCONNECT, DONE, OK, type Code } from '../hooks/codes.ts';
+import { LOGDEBUG, LOGERROR, LOGINFO, LOGWARN } from '../log/levels.ts';
+import { SETUP, type Plugin } from './plugin.ts';
+import type { Address } from '../protocol/address.ts';
 
 /** What `getReject` needs to know. */
 export interface RejectArgs {
@@ -139,11 +141,24 @@ export function adjustKarma(plugin: Plugin, value: number): number {
 }
 
 // ---- Sender and recipient lists (badmailfrom, badrcptto, rcpt_regexp, rcpt_map ...) ----------
-// Import declarations are hoisted: these serve only the helpers below.
-import { ConfigDir as SR_ConfigDir } from '../config/config-dir.ts';
-import { DONE as SR_DONE, OK as SR_OK, DECLINED as SR_DECLINED, DENYSOFT_DISCONNECT as SR_DENYSOFT_DISCONNECT } from '../hooks/codes.ts';
-import { LOGERROR as SR_LOGERROR, LOGWARN as SR_LOGWARN } from '../log/levels.ts';
-import { SETUP as SR_SETUP } from './plugin.ts';
+
+/**
+ * The sender as lists compare it, `user@host` and `host` lower-cased; undefined (logged at
+ * LOGDEBUG as the reason to skip) for the null sender and for a sender without local part or
+ * domain (`<postmaster>`), which sender lists never apply to.
+ */
+export function checkableSender(plugin: Plugin, sender: Address): { readonly from: string; readonly host: string } | undefined {
+  if (sender.isNull) {
+    plugin.log(LOGDEBUG, 'skip, null sender');
+    return undefined;
+  }
+  if (sender.user === '' || sender.host === '') {
+    plugin.log(LOGDEBUG, 'skip, missing user or host');
+    return undefined;
+  }
+  const host = sender.host.toLowerCase();
+  return { from: `${sender.user.toLowerCase()}@${host}`, host };
+}
 
 /**
  * `key value` pairs of a plugin's arguments (qpsmtpd's `$self->{_args} = {@_}`), keys lower-cased.
@@ -158,7 +173,7 @@ export function pairArguments(plugin: Plugin, args: readonly string[], known: re
   for (let i = 0; i < args.length; i += 2) {
     const key = args[i]!.toLowerCase();
     const value = args[i + 1]!;
-    if (key !== 'loglevel' && !known.includes(key)) plugin.log(SR_LOGWARN, `ignoring unknown argument "${args[i]} ${value}"`);
+    if (key !== 'loglevel' && !known.includes(key)) plugin.log(LOGWARN, `ignoring unknown argument "${args[i]} ${value}"`);
     pairs.set(key, value);
   }
   const type = pairs.get('reject_type');
@@ -175,7 +190,7 @@ export function pairArguments(plugin: Plugin, args: readonly string[], known: re
 export function returnCodeByName(name: string): Code | undefined {
   switch (name) {
     case 'OK':
-      return SR_OK;
+      return OK;
     case 'DENY':
       return DENY;
     case 'DENYSOFT':
@@ -184,11 +199,11 @@ export function returnCodeByName(name: string): Code | undefined {
     case 'DENYHARD':
       return DENY_DISCONNECT;
     case 'DENYSOFT_DISCONNECT':
-      return SR_DENYSOFT_DISCONNECT;
+      return DENYSOFT_DISCONNECT;
     case 'DECLINED':
-      return SR_DECLINED;
+      return DECLINED;
     case 'DONE':
-      return SR_DONE;
+      return DONE;
     default:
       return undefined;
   }
@@ -201,7 +216,7 @@ export function returnCodeByName(name: string): Code | undefined {
  */
 export function configLocation(plugin: Plugin, name: string, value: string): string {
   try {
-    const dir = new SR_ConfigDir(plugin[SR_SETUP].host.configDir);
+    const dir = new ConfigDir(plugin[SETUP].host.configDir);
     const hit = dir.entries(name).find((e) => e.value === value);
     if (hit !== undefined) return `${hit.file}:${hit.line}`;
   } catch {
@@ -459,12 +474,12 @@ export function compileAddressList(plugin: Plugin, name: string, lines: readonly
       const delimited = /^\/(.+)\/$/.exec(entry);
       const compiled = perlRegExp(delimited === null ? entry : delimited[1]!, patternFlags);
       if ('error' in compiled) {
-        plugin.log(SR_LOGERROR, `${configLocation(plugin, name, line)}: pattern "${entry}" skipped, not a valid regular expression: ${compiled.error}`);
+        plugin.log(LOGERROR, `${configLocation(plugin, name, line)}: pattern "${entry}" skipped, not a valid regular expression: ${compiled.error}`);
         continue;
       }
       list.push({ entry, reason, kind: 'pattern', regexp: compiled.regexp });
     } else if (!entry.includes('@')) {
-      plugin.log(SR_LOGWARN, `${configLocation(plugin, name, line)}: bad config: no @ sign in "${entry}", entry skipped`);
+      plugin.log(LOGWARN, `${configLocation(plugin, name, line)}: bad config: no @ sign in "${entry}", entry skipped`);
     } else {
       list.push({ entry, reason, kind: entry.startsWith('@') ? 'host' : 'address', exact: entry.toLowerCase() });
     }

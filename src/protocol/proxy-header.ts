@@ -11,6 +11,7 @@
  * LOCAL, UNKNOWN and unspecified mean "no client to report" (health checks): the connection keeps
  * its own addresses.
  */
+import { compressIPv6 } from './ipv6-text.ts';
 
 export interface ProxiedAddresses {
   readonly remoteIp: string;
@@ -96,28 +97,11 @@ function ipv4(b: Buffer, at: number): string {
   return `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}`;
 }
 
-/** The compressed text form (RFC 5952): lower case, the longest run of zero groups as `::`. */
+/** The compressed text form (RFC 5952). */
 function ipv6(b: Buffer, at: number): string {
   const groups: number[] = [];
   for (let i = 0; i < 8; i++) groups.push(b.readUInt16BE(at + i * 2));
-  let bestStart = -1;
-  let bestLength = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLength) {
-      bestStart = i;
-      bestLength = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart === -1) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`;
+  return compressIPv6(groups);
 }
 
 function isIPv4(text: string): boolean {

@@ -6,7 +6,6 @@
  *
  * Plugins reach this through 'qpsmtpd' (src/index.ts): sender_permitted_from, dkim, dmarc, arc.
  */
-import { deadline } from '../util/deadline.ts';
 import { createPrivateKey } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { ARCData, DKIMResult, DNSResolver } from 'mailauth';
@@ -35,15 +34,6 @@ export async function preloadMailauth(): Promise<void> {
 /** What mailauth calls to look things up: our resolver, every lookup bound to `signal`. */
 export function authResolver(dns: DnsResolver, signal?: AbortSignal): DNSResolver {
   return (name: string, rrtype: string) => dns.resolve(name, rrtype.toUpperCase() as RecordType, { signal }) as Promise<string[][] | string[]>;
-}
-
-/**
- * A signal that fires when `outer` does (the hook's time is up) or after `ms`, whichever comes
- * first: a check's own budget, so that it ends in temperror before the plugin timeout strikes.
- */
-export function withinTime(outer: AbortSignal | undefined, ms: number): AbortSignal {
-  // deadline(), not AbortSignal.any + AbortSignal.timeout (which Node 20 may lose to GC).
-  return deadline(ms, outer).signal;
 }
 
 // ---- SPF -------------------------------------------------------------------------------------
