@@ -1,17 +1,25 @@
-// Build dist/: every .ts under src/ and plugins/ transpiled to .js (types stripped, relative
-// `.ts` imports pointed at `.js`, the bundled plugins' `'qpsmtpd'` pointed at dist/src/index.js),
-// .mjs files copied. No bundling: dist/ mirrors the source tree. Type checking is `tsc`, run by
-// `npm test`. The build is made beside dist/ and swapped in at the end, so a daemon starting
-// meanwhile never finds dist/ half written.
-import { transform } from 'esbuild';
-import { copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, relative } from 'node:path';
+// Build dist/ with esbuild: bundled, with code splitting, because a daemon starts faster from a few
+// files than from the ~100 modules of src/ (each ES module costs a read, a parse and a link).
+//
+// Entry points keep the paths of their sources, so every place that is looked up by path stays
+// where it was: dist/src/cli.js (bin/qpsmtpd), dist/src/index.js ('qpsmtpd'), dist/src/testing/
+// index.js ('qpsmtpd/testing'), dist/plugins/**.js (the bundled plugins, loaded by path), and the
+// .mjs files, copied as they are. Code shared by several entries goes into chunks in
+// dist/src/chunks/: one copy of every module, so a plugin's `Plugin` is the class the loader checks.
+// A chunk sits at the same depth as src/<folder>/, so `new URL('../x', import.meta.url)` in a
+// module of src/<folder>/ means the same file from a chunk; a module that needs a file beside itself
+// must spell it as `../<folder>/file` (see src/plugins/import-module.ts).
+//
+// npm packages stay outside (node_modules); the bundled plugins' `'qpsmtpd'` is the API's source.
+// Type checking is `tsc`, run by `npm test`. The build is made beside dist/ and swapped in at the
+// end, so a daemon starting meanwhile never finds dist/ half written.
+import { build } from 'esbuild';
+import { copyFile, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const dist = join(root, 'dist');
-const QPSMTPD_IMPORT = /((?:from|import)\s*\(?\s*)(['"])qpsmtpd\2/g;
-const RELATIVE_TS = /((?:from|import)\s*\(?\s*)(['"])(\.{1,2}\/[^'"]*?)\.ts\2/g;
 
 async function* files(dir) {
   for (const entry of await readdir(dir, { withFileTypes: true })) {
@@ -21,35 +29,102 @@ async function* files(dir) {
   }
 }
 
-/** Write one source file's build under `out`; false for files that are not part of it. */
-async function buildFile(file, top, out) {
-  const target = join(out, relative(root, file));
-  await mkdir(dirname(target), { recursive: true });
-  if (file.endsWith('.mjs') || file.endsWith('.js')) {
-    await copyFile(file, target);
-    return true;
+/** Modules other code opens by path (not by import), besides every bundled plugin. */
+const ENTRY_POINTS = [
+  'src/cli.ts',
+  'src/index.ts',
+  'src/testing/index.ts',
+  // bench/session-cpu.mjs drives the daemon in-process
+  'src/app.ts',
+  'src/testing/conn.ts',
+];
+
+/** `export { a, b as c, type T } from './x.ts'` lines of src/index.ts: exported name -> its module. */
+async function apiExportMap() {
+  const index = join(root, 'src', 'index.ts');
+  const map = new Map();
+  for (const m of (await readFile(index, 'utf8')).matchAll(/export\s+(type\s+)?\{([^}]*)\}\s*from\s*'([^']+)'/g)) {
+    if (m[1]) continue;
+    for (const spec of m[2].split(',').map((x) => x.trim()).filter(Boolean)) {
+      if (spec.startsWith('type ')) continue;
+      const [local, exported = local] = spec.split(/\s+as\s+/);
+      map.set(exported, { module: join(root, 'src', m[3]), local });
+    }
   }
-  if (!file.endsWith('.ts') || file.endsWith('.d.ts')) return false;
-  const source = await readFile(file, 'utf8');
-  // Source maps in files of their own: free unless node runs with --enable-source-maps.
-  const result = await transform(source, { loader: 'ts', format: 'esm', target: 'node20', sourcefile: file, sourcemap: 'external' });
-  let code = result.code.replace(RELATIVE_TS, '$1$2$3.js$2');
-  // A bundled plugin reaches the API by a relative path: no resolver hook needed to start.
-  if (top === 'plugins') {
-    const api = relative(dirname(target), join(out, 'src', 'index.js')).replace(/\\/g, '/');
-    code = code.replace(QPSMTPD_IMPORT, `$1$2${api.startsWith('.') ? api : './' + api}$2`);
-  }
-  const js = target.replace(/\.ts$/, '.js');
-  await writeFile(js, `${code}//# sourceMappingURL=${basename(js)}.map\n`);
-  await writeFile(`${js}.map`, result.map);
-  return true;
+  return map;
+}
+
+/**
+ * A bundled plugin's `import { Plugin, DENY } from 'qpsmtpd'` becomes imports from the modules that
+ * define those names. Bundled through src/index.ts, every plugin would load every module the API
+ * re-exports (esbuild splits by file, not by the names used): scanners, milter and stores for a
+ * plugin that needs none of them. Names the map does not know stay on 'qpsmtpd', which is then the
+ * API itself (src/index.ts, the same modules, one copy of each).
+ */
+function bundledPluginImports(exportsOf) {
+  return {
+    name: 'qpsmtpd-api',
+    setup(b) {
+      b.onResolve({ filter: /^qpsmtpd(\/testing)?$/ }, (args) => ({ path: join(root, 'src', args.path === 'qpsmtpd' ? 'index.ts' : 'testing/index.ts') }));
+      b.onLoad({ filter: /[\\/]plugins[\\/].*\.ts$/ }, async (args) => {
+        const source = await readFile(args.path, 'utf8');
+        if (!args.path.startsWith(join(root, 'plugins'))) return undefined;
+        const contents = source.replace(/import\s*\{([^}]*)\}\s*from\s*'qpsmtpd'\s*;?/g, (whole, specs) => {
+          const byModule = new Map();
+          const rest = [];
+          for (const spec of specs.split(',').map((x) => x.trim()).filter(Boolean)) {
+            const [name, alias = name] = spec.replace(/^type\s+/, '').split(/\s+as\s+/);
+            const found = spec.startsWith('type ') ? undefined : exportsOf.get(name);
+            if (found === undefined) rest.push(spec);
+            else (byModule.get(found.module) ?? byModule.set(found.module, []).get(found.module)).push(`${found.local} as ${alias}`);
+          }
+          const lines = [...byModule].map(([module, names]) => `import { ${names.join(', ')} } from ${JSON.stringify(module)};`);
+          if (rest.length) lines.push(`import { ${rest.join(', ')} } from 'qpsmtpd';`);
+          // One line for the lot: the plugin's line numbers stay as they were for its source map.
+          return lines.join(' ') + '\n'.repeat(whole.split('\n').length - 1);
+        });
+        return { contents, loader: 'ts', resolveDir: dirname(args.path) };
+      });
+    },
+  };
 }
 
 const out = join(root, `.dist-building-${process.pid}`);
 let count = 0;
 try {
+  const entryPoints = ENTRY_POINTS.map((p) => join(root, p));
+  const copies = [];
   for (const top of ['src', 'plugins']) {
-    for await (const file of files(join(root, top))) if (await buildFile(file, top, out)) count++;
+    for await (const file of files(join(root, top))) {
+      if (file.endsWith('.mjs') || file.endsWith('.js')) copies.push(file);
+      else if (top === 'plugins' && file.endsWith('.ts') && !file.endsWith('.d.ts')) entryPoints.push(file);
+    }
+  }
+  const result = await build({
+    entryPoints,
+    outdir: out,
+    outbase: root,
+    bundle: true,
+    splitting: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    packages: 'external',
+    plugins: [bundledPluginImports(await apiExportMap())],
+    chunkNames: 'src/chunks/[name]-[hash]',
+    // Source maps in files of their own: free unless node runs with --enable-source-maps.
+    sourcemap: 'linked',
+    // Plugins and logs name classes and functions (`constructor.name`): keep the names.
+    keepNames: false,
+    logLevel: 'warning',
+    metafile: true,
+  });
+  count = Object.keys(result.metafile.outputs).filter((f) => f.endsWith('.js')).length;
+  for (const file of copies) {
+    const target = join(out, relative(root, file));
+    await mkdir(dirname(target), { recursive: true });
+    await copyFile(file, target);
+    count++;
   }
 } catch (err) {
   await rm(out, { recursive: true, force: true });

@@ -204,7 +204,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (options.command === 'dkim-key') return dkimKeyCommand(options);
   if (options.command === 'new-plugin') return newPluginCommand(options);
   if (options.command === 'test') return testCommand(options, process.env);
-  if (options.workers > 0 && !options.stdio && options.command === 'serve' && !isWorker()) {
+  if (options.workers > 0 && !options.stdio && options.command === 'serve' && !isWorker(options.workers)) {
     return runPrimary({ workers: options.workers, log: (line) => process.stderr.write(`${process.pid} qpsmtpd: ${line}\n`) });
   }
 
@@ -221,7 +221,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   } catch (err) {
     if (!(err instanceof LoadFailure)) throw err;
     process.stderr.write(`qpsmtpd: cannot load the configuration:\n${err.problems.map((p) => '  ' + formatProblem(p)).join('\n')}\n`);
-    return isWorker() ? EXIT_CONFIG : 1;
+    return isWorker(options.workers) ? EXIT_CONFIG : 1;
   }
 
   if (options.command !== 'check') guardProcess(app);
@@ -260,7 +260,7 @@ async function serve(app: App, options: Options, version: string): Promise<numbe
     listeners = await TcpListeners.open(app, options.listen);
   } catch (err) {
     process.stderr.write(`qpsmtpd: ${(err as Error).message}\n`);
-    return isWorker() ? EXIT_CONFIG : 1;
+    return isWorker(options.workers) ? EXIT_CONFIG : 1;
   }
   const bound = listeners
     .bound()
@@ -280,7 +280,7 @@ async function serve(app: App, options: Options, version: string): Promise<numbe
         .close(options.graceMs)
         .then(() => closed)
         .then(() => {
-          if (isWorker()) leavePrimary();
+          if (isWorker(options.workers)) leavePrimary();
           resolve(0);
         });
     };
@@ -290,7 +290,7 @@ async function serve(app: App, options: Options, version: string): Promise<numbe
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
     process.on('SIGHUP', reload);
-    if (isWorker()) {
+    if (isWorker(options.workers)) {
       onPrimaryMessage((message) => (message.type === 'stop' ? stop('told by the primary') : reload()));
       reportReady();
     }

@@ -83,6 +83,9 @@ test('in the core, only src/transport opens sockets or forks', () => {
   const outside = files('src').filter((f) => !f.startsWith('src/transport/'));
   const offenders = outside.filter((f) => importsOf(f).some((i) => /^node:(net|tls|cluster)$/.test(i.specifier)));
   assert.deepEqual(offenders, []);
+  // Nor loads them on first use (require or import() of the name: src/transport/lazy-builtins.ts).
+  const loaders = outside.filter((f) => /\(\s*['"]node:(net|tls|dgram|cluster)['"]\s*\)/.test(readFileSync(join(root, f), 'utf8')));
+  assert.deepEqual(loaders, []);
 });
 
 test('only src/cli.ts reads process.env and process.argv', () => {
@@ -96,4 +99,14 @@ test('bundled and example plugins import only the public API and node builtins',
   const check = (dir: string): string[] =>
     violations(dir, (i) => i.specifier === 'qpsmtpd' || i.specifier.startsWith('node:'));
   assert.deepEqual([...check('plugins'), ...check('examples/plugins')], []);
+});
+
+test('a module that finds files by import.meta.url spells them from its parent folder (dist/ bundles it into a chunk)', () => {
+  // scripts/build.mjs puts shared code into dist/src/chunks/, one level below dist/src like every
+  // src/<folder>/: '../x' resolves alike from both, './x' does not. The entry points stay in place.
+  const entries = new Set(['src/cli.ts', 'src/index.ts', 'src/testing/index.ts', 'src/app.ts', 'src/testing/conn.ts']);
+  const offenders = files('src')
+    .filter((f) => f.endsWith('.ts') && !entries.has(f))
+    .filter((f) => /new URL\(\s*['"`]\.\/[^'"`]*['"`]\s*,\s*import\.meta\.url/.test(readFileSync(join(root, f), 'utf8').replace(/`[^`]*\$\{[^`]*`/g, '')));
+  assert.deepEqual(offenders, []);
 });

@@ -25,7 +25,8 @@ export function resolverFromConfig(config: DnsConfigSource): { resolver: DnsReso
   const timeout = positiveNumber(config, 'dns_timeout', problems);
   const tries = positiveNumber(config, 'dns_tries', problems);
   const resolver = new DnsResolver({
-    servers: servers.length > 0 ? servers : systemNameServers(),
+    // The system's list when the first query is made: node:dns is not loaded before that.
+    servers: servers.length > 0 ? servers : systemNameServers,
     ...(timeout !== undefined ? { timeoutMs: timeout * 1000 } : {}),
     ...(tries !== undefined ? { tries: Math.round(tries) } : {}),
   });

@@ -20,7 +20,8 @@ import { canonicalName, loadCodec, type ParsedAnswer, type RecordType, type Reco
 import type { NameServer } from './servers.ts';
 
 export interface ResolverOptions {
-  readonly servers: readonly NameServer[];
+  /** The servers, or where to find them when first needed (the system's list: see from-config.ts). */
+  readonly servers: readonly NameServer[] | (() => readonly NameServer[]);
   /** Per try, in milliseconds. */
   readonly timeoutMs?: number;
   /** Rounds over the server list. */
@@ -66,7 +67,7 @@ const DEFAULT_CACHE_SIZE = 20000;
 const MAX_TTL_S = 86400;
 
 export class DnsResolver {
-  readonly servers: readonly NameServer[];
+  private serverList: readonly NameServer[] | (() => readonly NameServer[]);
   readonly timeoutMs: number;
   readonly tries: number;
   private readonly cacheSize: number;
@@ -75,8 +76,13 @@ export class DnsResolver {
   private readonly inFlight = new Map<string, Promise<Outcome>>();
   private readonly counters: DnsStats = { lookups: 0, cacheHits: 0, joined: 0, queries: 0, timeouts: 0, failures: 0, cancelled: 0 };
 
+  get servers(): readonly NameServer[] {
+    if (typeof this.serverList === 'function') this.serverList = this.serverList();
+    return this.serverList;
+  }
+
   constructor(options: ResolverOptions) {
-    this.servers = options.servers;
+    this.serverList = options.servers;
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.tries = Math.max(1, options.tries ?? DEFAULT_TRIES);
     this.cacheSize = options.cacheSize ?? DEFAULT_CACHE_SIZE;

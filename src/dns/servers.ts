@@ -2,7 +2,7 @@
  * Which name servers to ask: config `dns_servers` (one a line: `127.0.0.1`, `127.0.0.1:5353`,
  * `::1`, `[::1]:5353`), or else the system's (/etc/resolv.conf, as node:dns reads it).
  */
-import { getServers } from 'node:dns';
+import { lazyDns } from '../util/builtin.ts';
 import { isIp } from '../net/ip.ts';
 
 export interface NameServer {
@@ -33,5 +33,5 @@ export function parseNameServer(text: string): NameServer {
 
 /** The system's resolvers, the default when `dns_servers` is empty. */
 export function systemNameServers(): NameServer[] {
-  return getServers().map(parseNameServer);
+  return lazyDns().getServers().map(parseNameServer);
 }

@@ -5,7 +5,7 @@
  * TTL from the SOA (RFC 2308), and whether the answer is really ours (id and question match:
  * a spoofed or stray datagram is ignored, not believed).
  */
-import { randomInt } from 'node:crypto';
+import { lazyCrypto } from '../util/builtin.ts';
 import type Dns2 from 'dns2';
 
 type PacketCodec = typeof Dns2.Packet;
@@ -72,7 +72,7 @@ const RCODES: Record<number, Rcode> = { 0: 'NOERROR', 1: 'FORMERR', 2: 'SERVFAIL
 /** A query with a fresh random id (source port randomness comes from a fresh socket per query). */
 export function encodeQuery(name: string, type: RecordType): { id: number; bytes: Buffer } {
   const Packet = codec();
-  const id = randomInt(0, 0x10000);
+  const id = lazyCrypto().randomInt(0, 0x10000);
   const packet = new Packet();
   packet.header.id = id;
   packet.header.rd = 1;

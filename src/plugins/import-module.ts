@@ -20,7 +20,8 @@ const ownExtension = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
 
 function ensureApiResolver(): void {
   if (flags[API_RESOLVER_FLAG]) return;
-  register(new URL('./api-specifier-hook.mjs', import.meta.url), {
+  // Spelled from the parent folder: in dist/ this code may sit in a chunk (see scripts/build.mjs).
+  register(new URL('../plugins/api-specifier-hook.mjs', import.meta.url), {
     data: { apiUrl: new URL(`../index${ownExtension}`, import.meta.url).href },
   });
   flags[API_RESOLVER_FLAG] = true;

@@ -50,7 +50,8 @@ export interface RunTestsOptions {
 
 /** Run the files with node's test runner; resolves with its exit code. */
 export function runTests(options: RunTestsOptions): Promise<number> {
-  const setup = new URL('./setup.mjs', import.meta.url).href;
+  // Spelled from the parent folder: in dist/ this code may sit in a chunk (see scripts/build.mjs).
+  const setup = new URL('../testing/setup.mjs', import.meta.url).href;
   const args = ['--import', setup, '--test', ...(options.nodeArgs ?? ['--test-reporter=spec']), ...options.files];
   return new Promise((resolvePromise) => {
     // Run as a test runner of its own, even when started from inside another one's test.

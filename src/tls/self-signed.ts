@@ -5,7 +5,7 @@
  * type every SMTP client speaks) and a SHA-256 signature; subject CN=<host>, subjectAltName
  * DNS:<host> (IP:<host> for an address), for TLS servers only.
  */
-import { X509Certificate } from 'node:crypto';
+import { lazyCrypto } from '../util/builtin.ts';
 import { chmodSync, linkSync, lstatSync, mkdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -64,7 +64,7 @@ export async function generateSelfSigned(options: SelfSignedOptions): Promise<Se
       ],
     },
   );
-  const x509 = new X509Certificate(pems.cert);
+  const x509 = new (lazyCrypto().X509Certificate)(pems.cert);
   return {
     cert: pems.cert,
     key: pems.private,

@@ -4,7 +4,8 @@
  * qpsmtpd-prefork). A worker that dies is replaced; SIGHUP is passed on as a reload; SIGTERM and
  * SIGINT stop every worker gracefully and then the primary.
  */
-import cluster, { type Worker } from 'node:cluster';
+import type { Worker } from 'node:cluster';
+import { lazyCluster } from './lazy-builtins.ts';
 
 /** A worker exits with this when its configuration cannot be loaded: restarting would not help. */
 export const EXIT_CONFIG = 78;
@@ -19,6 +20,7 @@ export interface PrimaryOptions {
 
 /** Run the primary: fork, supervise, forward signals. Resolves with the exit code. */
 export function runPrimary(options: PrimaryOptions): Promise<number> {
+  const cluster = lazyCluster();
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   return new Promise((resolve) => {
     let stopping = false;
@@ -120,9 +122,14 @@ export function reportReady(): void {
 
 /** In a worker that has stopped serving: close the channel to the primary, which would keep the process alive. */
 export function leavePrimary(): void {
-  cluster.worker?.disconnect();
+  lazyCluster().worker?.disconnect();
 }
 
-export function isWorker(): boolean {
-  return cluster.isWorker;
+/**
+ * True in a worker of `--workers N`. A worker runs with the primary's arguments, so a process
+ * started without --workers is never one, and node:cluster (some milliseconds to load) stays out
+ * of its start-up. (Node removes NODE_UNIQUE_ID from a worker's environment once it is set up.)
+ */
+export function isWorker(workers: number): boolean {
+  return workers > 0 && lazyCluster().isWorker;
 }

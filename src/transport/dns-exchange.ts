@@ -4,7 +4,7 @@
  * id, the usual defence against forged answers); datagrams from another address or not matching
  * the question are ignored.
  */
-import { createSocket } from 'node:dgram';
+import { lazyDgram } from './lazy-builtins.ts';
 import { connect, isIPv6 } from 'node:net';
 import { decodeAnswer, encodeQuery, frameForTcp, type ParsedAnswer, type RecordType } from '../dns/wire.ts';
 import { DnsError } from '../dns/errors.ts';
@@ -21,7 +21,7 @@ const MAX_TCP_MESSAGE = 65535;
 export function askUdp<T extends RecordType>(server: NameServer, name: string, type: T, options: ExchangeOptions): Promise<ParsedAnswer<T>> {
   return bounded(name, type, options, (settle, fail) => {
     const { id, bytes } = encodeQuery(name, type);
-    const socket = createSocket(isIPv6(server.host) ? 'udp6' : 'udp4');
+    const socket = lazyDgram().createSocket(isIPv6(server.host) ? 'udp6' : 'udp4');
     socket.on('message', (message, from) => {
       if (from.port !== server.port || !sameAddress(from.address, server.host)) return;
       const answer = decodeAnswer(message, id, name, type);

@@ -4,7 +4,8 @@
  */
 import { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
-import { TLSSocket, type TLSSocketOptions } from 'node:tls';
+import type { TLSSocket, TLSSocketOptions } from 'node:tls';
+import { lazyTls } from './lazy-builtins.ts';
 import type { Endpoints, TlsInfo } from '../session/connection.ts';
 import type { Conn, InputSink, TlsServerOptions } from '../session/conn.ts';
 
@@ -57,7 +58,7 @@ export class StreamConn implements Conn {
 
   /** TLS is possible on a socket that carries both directions (TCP), not on a pair of pipes. */
   get canStartTls(): boolean {
-    return this.input instanceof Socket && this.output === (this.input as unknown) && !(this.input instanceof TLSSocket);
+    return this.input instanceof Socket && this.output === (this.input as unknown) && (this.input as Partial<TLSSocket>).encrypted !== true;
   }
 
   /**
@@ -70,7 +71,7 @@ export class StreamConn implements Conn {
     this.unlisten(raw);
     raw.pause();
     this.handshaking = true;
-    const secure = new TLSSocket(raw, { ...(options as TLSSocketOptions), isServer: true });
+    const secure = new (lazyTls().TLSSocket)(raw, { ...(options as TLSSocketOptions), isServer: true });
     return new Promise<TlsInfo>((resolve, reject) => {
       const fail = (err: Error): void => {
         clearTimeout(timer);

@@ -10,19 +10,25 @@
  * Node has no API for this without `--expose-gc`; the flag can be set at run time, and a fresh VM
  * context then carries the `gc` function. Where that fails, relief is a no-op.
  */
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
+import { lazyV8, lazyVm } from './builtin.ts';
 
 type Gc = (options?: { type?: 'minor' | 'major' }) => void;
 
 export function makeMemoryRelief(): () => void {
-  let gc: Gc | undefined;
+  // Found on the first large message, not at start-up: the fresh context costs a few milliseconds.
+  let gc: Gc | null | undefined;
+  return () => {
+    gc ??= findGc();
+    gc?.({ type: 'minor' });
+  };
+}
+
+function findGc(): Gc | null {
   try {
-    setFlagsFromString('--expose-gc');
-    const found: unknown = runInNewContext('typeof gc === "function" ? gc : undefined');
-    if (typeof found === 'function') gc = found as Gc;
+    lazyV8().setFlagsFromString('--expose-gc');
+    const found: unknown = lazyVm().runInNewContext('typeof gc === "function" ? gc : undefined');
+    return typeof found === 'function' ? (found as Gc) : null;
   } catch {
-    gc = undefined;
+    return null;
   }
-  return () => gc?.({ type: 'minor' });
 }

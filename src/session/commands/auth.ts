@@ -5,7 +5,7 @@
  * an encrypted link. Each failure delays the answer (`auth_failure_delay` seconds times the
  * failures so far, default 1), and repeated failures end the session (`auth_max_failures`, default 3).
  */
-import { randomBytes } from 'node:crypto';
+import { lazyCrypto } from '../../util/builtin.ts';
 import { DECLINED, OK } from '../../hooks/codes.ts';
 import type { AuthArgs, AuthParser } from '../../hooks/hook-map.ts';
 import { LOGINFO } from '../../log/levels.ts';
@@ -125,7 +125,7 @@ async function exchange(s: Session, mechanism: Mechanism, initial: string | unde
     }
     case 'CRAM-MD5': {
       if (initial !== undefined) return 'bad-encoding';
-      const ticket = `<${randomBytes(12).toString('hex')}.${Date.now()}@${s.me}>`;
+      const ticket = `<${lazyCrypto().randomBytes(12).toString('hex')}.${Date.now()}@${s.me}>`;
       const response = await challenge(s, ticket);
       if (typeof response !== 'string') return response;
       const decoded = decode(response);
