@@ -16,7 +16,14 @@ export class Input implements InputSink {
   private ended = false;
   private paused = false;
   private waiter: ((result: ReadResult) => void) | undefined;
+  /**
+   * The idle timer: one per session, re-armed (`refresh`) by every read rather than made anew, as
+   * a session reads a dozen times. A read that ends before it fires leaves it running; firing with
+   * no read waiting does nothing. `close()` stops it.
+   */
   private timer: NodeJS.Timeout | undefined;
+  private timerMs = 0;
+  private readonly onTimeout = (): void => this.wake(TIMED_OUT);
   private stopRequested = false;
   /** Whether the pending read may be woken by `interrupt()`. */
   private interruptible = false;
@@ -64,9 +71,26 @@ export class Input implements InputSink {
     return new Promise<ReadResult>((resolve) => {
       this.waiter = resolve;
       this.interruptible = interruptible;
-      // The connection keeps the process alive, not the idle timer.
-      this.timer = setTimeout(() => this.wake(TIMED_OUT), timeoutMs).unref();
+      this.armTimer(timeoutMs);
     });
+  }
+
+  /** The session is over: no more reads, no timer left holding it in memory. */
+  close(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.wake(null);
+  }
+
+  private armTimer(ms: number): void {
+    if (this.timer !== undefined && this.timerMs === ms) {
+      this.timer.refresh();
+      return;
+    }
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timerMs = ms;
+    // The connection keeps the process alive, not the idle timer.
+    this.timer = setTimeout(this.onTimeout, ms).unref();
   }
 
   /** Resolve true as soon as input is there, false after `ms` without any (for early-talker checks). */
@@ -121,8 +145,6 @@ export class Input implements InputSink {
     const waiter = this.waiter;
     if (!waiter) return;
     this.waiter = undefined;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
     waiter(result);
   }
 }

@@ -507,6 +507,7 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
       this.logAs(LOGCRIT, 'disconnect', '', ['failed:', err]);
     }
     this.flush();
+    this.input.close();
     await this.deps.conn.close().catch(() => undefined);
     await this.hookIgnoringResult('post-connection', []);
     await this.tx.discard().catch(() => undefined);
