@@ -64,16 +64,19 @@ const FRAGMENT = /^[0-9a-f.:]+$/i;
 
 type ListName = 'whitelisthosts' | 'whitelisthelo' | 'whitelistsenders' | 'whitelistrcpt';
 
-/** A whitelisthosts entry: a start of the address text, and/or an address, prefix or CIDR block. */
-interface HostEntry {
-  readonly fragment: string | undefined;
-  readonly list: IpList | undefined;
+/**
+ * whitelisthosts, parsed: the entries that are a start of the address text, and one list of the
+ * addresses, prefixes and CIDR blocks (one parse of the client's address per check, not one per entry).
+ */
+interface HostEntries {
+  readonly fragments: readonly string[];
+  readonly list: IpList;
 }
 
 export default class Whitelist extends Plugin {
   private perRecipient = false;
   private merge = true;
-  private readonly hosts: { key: string | undefined; entries: HostEntry[] } = { key: undefined, entries: [] };
+  private hosts: { key: string; entries: HostEntries } | undefined;
 
   register(_qp: PluginHost, ...args: string[]): void {
     if (args.length % 2 !== 0) this.log(LOGWARN, `bad arguments "${args.join(' ')}": expected pairs such as "per_recipient 1"`);
@@ -133,33 +136,32 @@ export default class Whitelist extends Plugin {
       adjustKarma(this, 5);
       return true;
     }
-    const texts = [ip.toLowerCase(), (normalizeIp(ip) ?? ip).toLowerCase()];
-    for (const host of this.hostEntries(entries)) {
-      const hit = host.fragment !== undefined && texts.some((t) => t.startsWith(host.fragment!)) ? 'exact' : host.list?.match(ip)?.kind;
-      if (hit === undefined) continue;
-      this.connection.notes['whitelisthost'] = 1;
-      this.log(LOGINFO, hit === 'cidr' ? `pass, ${ip} is in a whitelisted block` : `pass, ${ip} is a whitelisted host`);
-      adjustKarma(this, 5);
-      return true;
+    const hosts = this.hostEntries(entries);
+    let hit: string | undefined;
+    if (hosts.fragments.length > 0) {
+      const texts = [ip.toLowerCase(), (normalizeIp(ip) ?? ip).toLowerCase()];
+      if (hosts.fragments.some((f) => texts.some((t) => t.startsWith(f)))) hit = 'exact';
     }
-    this.log(LOGDEBUG, `skip: ${ip} is not whitelisted`);
-    return false;
+    hit ??= hosts.list.match(ip)?.kind;
+    if (hit === undefined) {
+      this.log(LOGDEBUG, `skip: ${ip} is not whitelisted`);
+      return false;
+    }
+    this.connection.notes['whitelisthost'] = 1;
+    this.log(LOGINFO, hit === 'cidr' ? `pass, ${ip} is in a whitelisted block` : `pass, ${ip} is a whitelisted host`);
+    adjustKarma(this, 5);
+    return true;
   }
 
   /** whitelisthosts entries, parsed; the last list parsed is kept (shared by every session). */
-  private hostEntries(entries: string[]): HostEntry[] {
+  private hostEntries(entries: string[]): HostEntries {
     const key = entries.join('\n');
-    if (this.hosts.key === key) return this.hosts.entries;
-    this.hosts.entries = entries.map((entry) => {
-      const text = entry.toLowerCase();
-      const list = new IpList([entry]);
-      // qpsmtpd compared the start of the address text with the entry: `10.1` covers 10.1.x.x
-      // and 10.10.x.x alike. A full address is that address only (qpsmtpd: 192.0.2.25 also
-      // covered 192.0.2.250 to .255).
-      const fragment = FRAGMENT.test(text) && !isIp(text) ? text : undefined;
-      return { fragment, list: list.size > 0 ? list : undefined };
-    });
-    this.hosts.key = key;
+    if (this.hosts?.key === key) return this.hosts.entries;
+    // qpsmtpd compared the start of the address text with the entry: `10.1` covers 10.1.x.x and
+    // 10.10.x.x alike. A full address is that address only (qpsmtpd: 192.0.2.25 also covered
+    // 192.0.2.250 to .255).
+    const fragments = entries.map((e) => e.toLowerCase()).filter((text) => FRAGMENT.test(text) && !isIp(text));
+    this.hosts = { key, entries: { fragments, list: new IpList(entries) } };
     return this.hosts.entries;
   }
 
