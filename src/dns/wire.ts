@@ -69,7 +69,7 @@ export interface ParsedAnswer<T extends RecordType = RecordType> {
 
 const RCODES: Record<number, Rcode> = { 0: 'NOERROR', 1: 'FORMERR', 2: 'SERVFAIL', 3: 'NXDOMAIN', 4: 'NOTIMP', 5: 'REFUSED' };
 
-/** A query with a fresh random id (source port randomness comes from a fresh socket per query). */
+/** A query with a fresh random id (the source port changes with the socket: see transport/dns-exchange.ts). */
 export function encodeQuery(name: string, type: RecordType): { id: number; bytes: Buffer } {
   const Packet = codec();
   const id = lazyCrypto().randomInt(0, 0x10000);
