@@ -6,6 +6,10 @@
  * lock first and so are atomic across processes.
  *
  * Expired rows are ignored by every read and deleted once a minute (and when the store opens).
+ *
+ * A sliding window (`hit`) keeps one row per event, and beside them the number of rows per key in
+ * `event_counts`, kept in the same transactions: a check costs the same whether the window holds
+ * ten events or a million (counting the rows would grow with them).
  */
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
@@ -22,6 +26,11 @@ CREATE TABLE IF NOT EXISTS events (key TEXT NOT NULL, at INTEGER NOT NULL, expir
 CREATE INDEX IF NOT EXISTS events_key_at ON events (key, at);
 CREATE INDEX IF NOT EXISTS events_expires ON events (expires);
 CREATE INDEX IF NOT EXISTS kv_expires ON kv (expires);
+`;
+
+/** Added after the first release: a store file from before gets it filled from its events. */
+const COUNTS_SCHEMA = `
+CREATE TABLE IF NOT EXISTS event_counts (key TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
 `;
 
 export class SqliteStore implements Store {
@@ -44,6 +53,12 @@ export class SqliteStore implements Store {
       this.#db.pragma('synchronous = NORMAL');
       this.#db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
       this.#db.exec(SCHEMA);
+      const db = this.#db;
+      db.transaction(() => {
+        const had = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'event_counts'").get() !== undefined;
+        db.exec(COUNTS_SCHEMA);
+        if (!had) db.exec('INSERT INTO event_counts (key, n) SELECT key, count(*) FROM events GROUP BY key');
+      }).immediate();
     } catch (err) {
       throw new StoreError(`cannot open the store ${path}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
@@ -62,24 +77,38 @@ export class SqliteStore implements Store {
     this.#incr = (key, by, expires, now) => incr.immediate(key, by, expires, now);
 
     const forget = db.prepare<[string, number]>('DELETE FROM events WHERE key = ? AND at <= ?');
-    const count = db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM events WHERE key = ?');
+    const count = db.prepare<[string], { n: number }>('SELECT n FROM event_counts WHERE key = ?');
+    const setCount = db.prepare<[string, number]>('INSERT INTO event_counts (key, n) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET n = excluded.n');
     const add = db.prepare<[string, number, number]>('INSERT INTO events (key, at, expires) VALUES (?, ?, ?)');
     const hit = db.transaction((key: string, now: number, windowMs: number, limit: number): WindowCount => {
-      forget.run(key, now - windowMs);
-      const n = count.get(key)!.n;
-      if (n >= limit) return { count: n, allowed: false };
+      const forgotten = forget.run(key, now - windowMs).changes;
+      const before = count.get(key)?.n ?? 0;
+      const n = Math.max(0, before - forgotten);
+      if (n >= limit) {
+        if (n !== before) setCount.run(key, n);
+        return { count: n, allowed: false };
+      }
       add.run(key, now, now + windowMs);
+      setCount.run(key, n + 1);
       return { count: n + 1, allowed: true };
     });
     this.#hit = (key, now, windowMs, limit) => hit.immediate(key, now, windowMs, limit);
 
     const pruneKv = db.prepare<[number]>('DELETE FROM kv WHERE expires <= ?');
-    const pruneEvents = db.prepare<[number]>('DELETE FROM events WHERE expires <= ?');
+    const pruneEvents = db.prepare<[number], { key: string }>('DELETE FROM events WHERE expires <= ? RETURNING key');
+    const lowerCount = db.prepare<[number, string]>('UPDATE event_counts SET n = n - ? WHERE key = ?');
+    const dropEmpty = db.prepare('DELETE FROM event_counts WHERE n <= 0');
+    const pruneWindows = db.transaction((now: number) => {
+      const gone = new Map<string, number>();
+      for (const { key } of pruneEvents.all(now)) gone.set(key, (gone.get(key) ?? 0) + 1);
+      for (const [key, n] of gone) lowerCount.run(n, key);
+      if (gone.size > 0) dropEmpty.run();
+    });
     const prune = (): void => {
       try {
         const now = Date.now();
         pruneKv.run(now);
-        pruneEvents.run(now);
+        pruneWindows.immediate(now);
       } catch {
         // Busy: another process is pruning or writing; the next round will do it.
       }

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { StoreError, parseStoreConfig, type Store } from '../../src/store/index.ts';
 import { RedisStore } from '../../src/store/redis.ts';
 import { SqliteStore } from '../../src/store/sqlite.ts';
+import Database from 'better-sqlite3';
 import { RedisServer, redisMissing } from '../helpers/redis-server.ts';
 
 const PROJECT = fileURLToPath(new URL('../../', import.meta.url));
@@ -133,6 +134,39 @@ describe('sqlite store shared by processes', () => {
       assert.equal(await store.get('counter'), '600');
       assert.equal(Math.max(...results.map((r) => r.last)), 600);
       assert.equal(results[0]!.allowed + results[1]!.allowed, 250);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('window counts survive the pruning of expired events and a reopen', async () => {
+    const path = join(dir, 'pruned.sqlite');
+    let store = new SqliteStore(path);
+    for (let i = 0; i < 3; i++) assert.equal((await store.hit('p:w', 200, 3)).allowed, true);
+    assert.deepEqual(await store.hit('p:w', 200, 3), { count: 3, allowed: false });
+    await store.close();
+    await sleep(300);
+    // Opening prunes the expired events: the kept count must go down with them.
+    store = new SqliteStore(path);
+    try {
+      assert.deepEqual(await store.hit('p:w', 200, 3), { count: 1, allowed: true });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a store file from before event_counts gets its counts from the events it holds', async () => {
+    const path = join(dir, 'older.sqlite');
+    const old = new Database(path);
+    old.exec('CREATE TABLE events (key TEXT NOT NULL, at INTEGER NOT NULL, expires INTEGER NOT NULL)');
+    const now = Date.now();
+    const add = old.prepare('INSERT INTO events (key, at, expires) VALUES (?, ?, ?)');
+    for (let i = 0; i < 2; i++) add.run('o:w', now, now + 60_000);
+    old.close();
+    const store = new SqliteStore(path);
+    try {
+      assert.deepEqual(await store.hit('o:w', 60_000, 3), { count: 3, allowed: true });
+      assert.deepEqual(await store.hit('o:w', 60_000, 3), { count: 3, allowed: false });
     } finally {
       await store.close();
     }
