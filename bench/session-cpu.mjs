@@ -4,8 +4,9 @@
 // through the built daemon (dist/) on in-memory connections, with the bench's plugins (relay,
 // rcpt_ok, queue/discard). What `npm run bench` measures on a busy machine mixes this with
 // syscalls and other processes; this is the part we control, steady enough to compare commits.
-//   node bench/session-cpu.mjs [--sessions N] [--rounds R] [--size BYTES] [--messages M]
-//   (M messages per session, as smtp-source -d reuses connections; node --cpu-prof ... to profile)
+//   node bench/session-cpu.mjs [--sessions N] [--rounds R] [--size BYTES] [--messages M] [--recipients K]
+//   (M messages per session, as smtp-source -d reuses connections; K RCPT per message, as -r K;
+//   node --cpu-prof ... to profile)
 import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const { values } = parseArgs({ options: { sessions: { type: 'string', default: '20000' }, rounds: { type: 'string', default: '5' }, size: { type: 'string', default: '2048' }, messages: { type: 'string', default: '1' } } });
+const { values } = parseArgs({ options: { sessions: { type: 'string', default: '20000' }, rounds: { type: 'string', default: '5' }, size: { type: 'string', default: '2048' }, messages: { type: 'string', default: '1' }, recipients: { type: 'string', default: '1' } } });
 const sessions = Number(values.sessions);
 const rounds = Number(values.rounds);
 
@@ -37,7 +38,7 @@ const app = await App.load({ configDir: config, env: {}, version: 'bench', bundl
 const line = 'La la la la la la la la la la la la la la la la la la la la la la la la la la la la';
 const body = Array.from({ length: Math.max(1, Math.round(Number(values.size) / (line.length + 2))) }, () => line).join('\r\n');
 const message = `From: <bench@example.com>\r\nTo: <to@localhost>\r\nSubject: bench\r\n\r\n${body}\r\n.\r\n`;
-const transaction = ['MAIL FROM:<bench@example.com>', 'RCPT TO:<to@localhost>', 'DATA'];
+const transaction = ['MAIL FROM:<bench@example.com>', ...Array.from({ length: Math.max(1, Number(values.recipients)) }, (_, i) => `RCPT TO:<to${i || ''}@localhost>`), 'DATA'];
 const perSession = Number(values.messages);
 
 async function oneSession() {

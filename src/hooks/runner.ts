@@ -75,7 +75,7 @@ const PAYLOAD_HOOKS: ReadonlySet<HookName> = new Set<HookName>([
   'user_config',
 ]);
 
-type Normalized = { code: Code; message?: string[]; payload?: unknown };
+type Normalized = { code: Code; message?: string[]; payload?: unknown; plugin: string };
 
 class Failure {
   constructor(readonly reason: string) {}
@@ -152,7 +152,7 @@ export class HookRunner {
       if (RESULT_IGNORED.has(hook)) return undefined;
       return { code: DENYSOFT, message: ['plugin timeout'], plugin: plugin.name, timedOut: true };
     }
-    const normalized = raw instanceof Failure ? raw : normalize(hook, raw);
+    const normalized = raw instanceof Failure ? raw : normalize(hook, raw, plugin.name);
     if (normalized instanceof Failure) {
       // Logging plugins must not log their own failures through the logging hook.
       if (hook !== 'logging') ctx.report(LOGCRIT, hook, plugin.name, `FATAL PLUGIN ERROR [${plugin.name}] on ${hook}: ${normalized.reason}`);
@@ -160,7 +160,7 @@ export class HookRunner {
       return { code: FAULT, plugin: plugin.name };
     }
     if (!NOT_OBSERVED.has(hook)) ctx.recordResult(plugin, hook, normalized.code, normalized.message);
-    return { ...normalized, plugin: plugin.name };
+    return normalized;
   }
 
   private async notifyObservers(ctx: HookCallContext, plugin: PluginRecord, outcome: HookOutcome): Promise<void> {
@@ -204,15 +204,16 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
   return value !== null && typeof value === 'object' && typeof (value as { then?: unknown }).then === 'function';
 }
 
-function normalize(hook: HookName, raw: unknown): Normalized | Failure {
-  if (raw === undefined || raw === null) return { code: DECLINED };
+/** What a plugin returned, as an outcome naming the plugin (built once: this runs for every call). */
+function normalize(hook: HookName, raw: unknown, plugin: string): Normalized | Failure {
+  if (raw === undefined || raw === null) return { code: DECLINED, plugin };
   if (typeof raw === 'number') {
-    return isCode(raw) ? { code: raw } : new Failure(`returned ${raw}, which is not a return code`);
+    return isCode(raw) ? { code: raw, plugin } : new Failure(`returned ${raw}, which is not a return code`);
   }
   if (Array.isArray(raw)) {
     const [code, ...rest] = raw as unknown[];
     if (!isCode(code)) return new Failure(`returned [${String(code)}, ...]: the first element is not a return code`);
-    if (PAYLOAD_HOOKS.has(hook)) return { code, payload: rest.length > 1 ? rest : rest[0] };
+    if (PAYLOAD_HOOKS.has(hook)) return { code, payload: rest.length > 1 ? rest : rest[0], plugin };
     const lines: string[] = [];
     for (const part of rest) {
       if (part === undefined || part === null) continue;
@@ -220,7 +221,7 @@ function normalize(hook: HookName, raw: unknown): Normalized | Failure {
       else if (Array.isArray(part) && part.every((l) => typeof l === 'string')) lines.push(...(part as string[]));
       else return new Failure(`returned [${codeName(code)}, ...] with a message that is not a string`);
     }
-    return lines.length > 0 ? { code, message: lines } : { code };
+    return lines.length > 0 ? { code, message: lines, plugin } : { code, plugin };
   }
   return new Failure(`returned ${typeof raw === 'string' ? JSON.stringify(raw) : typeof raw}, which is not a return code`);
 }

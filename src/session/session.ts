@@ -133,7 +133,10 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
   }
 
   config(name: string): string | undefined {
-    return this.configList(name)[0];
+    // configList's copy is for callers that keep the list; one value needs none.
+    const hooked = this.runSync('config', [name]);
+    if (hooked.code === OK) return toValues(hooked.payload)[0];
+    return this.deps.configFiles(name)[0];
   }
 
   configList(name: string): string[] {
@@ -234,7 +237,7 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
     const current = notes[plugin.name];
     if (current !== undefined && (typeof current !== 'object' || current === null || Array.isArray(current))) return;
     const own = (notes[plugin.name] ??= {}) as Record<string, unknown>;
-    own['hook_' + hook] = { return: code, message };
+    own[resultKey(hook)] = { return: code, message };
   }
 
   // ---- for the command handlers ------------------------------------------------------------
@@ -259,7 +262,7 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
    * reset the transaction when the row says so (after `beforeReset`, if given).
    */
   async answer(hook: ReplyingHook, outcome: HookOutcome, vars: Partial<ReplyVars> = {}, beforeReset?: () => Promise<void>): Promise<Decision> {
-    const decision = decide(hook, outcome, () => ({ ...this.baseVars(), ...vars }));
+    const decision = decide(hook, outcome, () => Object.assign(this.baseVars(), vars));
     if (decision.reply) this.send(decision.reply);
     if (decision.close) this.closing = true;
     if (decision.reset) {
@@ -523,6 +526,14 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
       ...(this.deps.relieveMemory ? { relieveMemory: this.deps.relieveMemory } : {}),
     }));
   }
+}
+
+/** `hook_rcpt` and the like, made once per hook name: a key built anew would be hashed anew on every call. */
+const RESULT_KEYS = new Map<HookName, string>();
+function resultKey(hook: HookName): string {
+  let key = RESULT_KEYS.get(hook);
+  if (key === undefined) RESULT_KEYS.set(hook, (key = `hook_${hook}`));
+  return key;
 }
 
 function toValues(payload: unknown): string[] {
