@@ -259,16 +259,21 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
 
   /**
    * Answer a hook's outcome through the reply table: send the reply, mark the session for closing,
-   * reset the transaction when the row says so (after `beforeReset`, if given).
+   * reset the transaction when the row says so (after `beforeReset`, if given). A promise only
+   * when there is a reset to wait for: most answers are not, and a session gives a dozen.
    */
-  async answer(hook: ReplyingHook, outcome: HookOutcome, vars: Partial<ReplyVars> = {}, beforeReset?: () => Promise<void>): Promise<Decision> {
-    const decision = decide(hook, outcome, () => Object.assign(this.baseVars(), vars));
+  answer(hook: ReplyingHook, outcome: HookOutcome, vars?: Partial<ReplyVars>, beforeReset?: () => Promise<void>): Decision | Promise<Decision> {
+    const decision = decide(hook, outcome, vars === undefined ? this.replyVars : () => Object.assign(this.baseVars(), vars));
     if (decision.reply) this.send(decision.reply);
     if (decision.close) this.closing = true;
-    if (decision.reset) {
-      if (beforeReset) await beforeReset();
-      await this.resetTransaction();
-    }
+    return decision.reset ? this.resetFor(decision, beforeReset) : decision;
+  }
+
+  private readonly replyVars = (): ReplyVars => this.baseVars();
+
+  private async resetFor(decision: Decision, beforeReset: (() => Promise<void>) | undefined): Promise<Decision> {
+    if (beforeReset) await beforeReset();
+    await this.resetTransaction();
     return decision;
   }
 
