@@ -140,9 +140,14 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
   }
 
   configList(name: string): string[] {
+    return [...this.configValues(name)];
+  }
+
+  /** configList without the copy, for the session's own reads. */
+  private configValues(name: string): readonly string[] {
     const hooked = this.runSync('config', [name]);
     if (hooked.code === OK) return toValues(hooked.payload);
-    return [...this.deps.configFiles(name)];
+    return this.deps.configFiles(name);
   }
 
   /** Per-address config: the `user_config` hook first, then the normal lookup. */
@@ -315,7 +320,9 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
   numberSetting(name: string, fallback: number): number {
     const raw = this.config(name);
     if (raw === undefined) return fallback;
-    const n = Number(raw.split(/\s+/)[0]);
+    // Most values are a bare number; only then `1200 # seconds` needs its first word cut out.
+    let n = Number(raw);
+    if (!Number.isFinite(n)) n = Number(raw.trim().split(/\s+/)[0]);
     return Number.isFinite(n) ? n : fallback;
   }
 
@@ -439,7 +446,7 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
 
   /** The client is a load balancer listed in `proxy_trusted`: it names the real client first. */
   private fromTrustedProxy(): boolean {
-    const trusted = this.configList('proxy_trusted');
+    const trusted = this.configValues('proxy_trusted');
     return trusted.length > 0 && new IpList(trusted).match(this.connection.remoteIp) !== undefined;
   }
 
