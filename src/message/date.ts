@@ -3,7 +3,18 @@
 const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
-export function rfc5322Date(date: Date = new Date()): string {
+/** The text of the current second: every message of that second has the same Received date. */
+let cached: { second: number; text: string } | undefined;
+
+export function rfc5322Date(date?: Date): string {
+  if (date !== undefined) return format(date);
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (cached?.second !== second) cached = { second, text: format(new Date(now)) };
+  return cached.text;
+}
+
+function format(date: Date): string {
   const pad = (n: number): string => String(n).padStart(2, '0');
   const offsetMinutes = -date.getTimezoneOffset();
   const sign = offsetMinutes >= 0 ? '+' : '-';
