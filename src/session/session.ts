@@ -24,7 +24,7 @@ import { splitCommand } from '../protocol/command.ts';
 import { COMMANDS, unrecognizedCommand } from './commands/index.ts';
 import type { Conn } from './conn.ts';
 import { Connection } from './connection.ts';
-import { Input, STOPPING, TIMED_OUT } from './input.ts';
+import { Input, STOPPING, TIMED_OUT, type ReadResult } from './input.ts';
 import { CORE, decide, type Decision, type ReplyingHook, type ReplyVars } from './responders.ts';
 import type { PluginLogTarget, SessionApi } from './session-api.ts';
 import { Transaction } from './transaction.ts';
@@ -333,16 +333,43 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
     return !/^(0|no|false|off)$/i.test(raw.trim());
   }
 
-  /** The next command line; null when the session is over (EOF, timeout, shutdown). */
-  async readLine(): Promise<CommandLine | null> {
-    for (;;) {
-      const line = this.lines.next();
-      if (line) return line;
-      if (this.closing) return null;
-      const chunk = await this.readChunk(true);
-      if (chunk === null) return null;
-      this.lines.push(chunk);
+  /**
+   * The next command line; null when the session is over (EOF, timeout, shutdown). Promise chains
+   * rather than async functions here and in readChunk: an idle session waits in them, and each
+   * suspended async function would hold a frame of its own for as long as the client is silent.
+   */
+  readLine(): Promise<CommandLine | null> {
+    const line = this.lines.next();
+    if (line) return Promise.resolve(line);
+    if (this.closing) return Promise.resolve(null);
+    return new Promise((resolve, reject) => this.lineFromInput(resolve, reject));
+  }
+
+  /**
+   * Read chunks until a line is complete. Each round is a promise of its own that settles before
+   * the next starts: a client dribbling a line byte by byte costs no growing chain of promises.
+   */
+  private lineFromInput(resolve: (line: CommandLine | null) => void, reject: (err: unknown) => void): void {
+    let chunk: Promise<Buffer | null>;
+    try {
+      chunk = this.readChunk(true);
+    } catch (err) {
+      reject(err);
+      return;
     }
+    chunk.then((received) => {
+      try {
+        if (received === null) return resolve(null);
+        this.lines.push(received);
+        const line = this.lines.next();
+        if (line) return resolve(line);
+        if (this.closing) return resolve(null);
+        this.lineFromInput(resolve, reject);
+      } catch (err) {
+        // Nothing else holds this promise: a failure must reach the session, not vanish.
+        reject(err);
+      }
+    }, reject);
   }
 
   /**
@@ -350,11 +377,23 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
    * client went away, or it was idle too long (421), or the daemon is stopping and this read may
    * be interrupted (421).
    */
-  async readChunk(interruptible: boolean, deadline?: number): Promise<Buffer | null> {
+  readChunk(interruptible: boolean, deadline?: number): Promise<Buffer | null> {
     this.flush();
-    if (this.deps.conn.needsDrain) await this.deps.conn.drained();
+    if (this.deps.conn.needsDrain) return this.deps.conn.drained().then(() => this.receive(interruptible, deadline));
+    return this.receive(interruptible, deadline);
+  }
+
+  private receive(interruptible: boolean, deadline: number | undefined): Promise<Buffer | null> {
     const left = deadline === undefined ? this.idleTimeoutMs : Math.min(this.idleTimeoutMs, deadline - Date.now());
-    const result = left <= 0 ? TIMED_OUT : await this.input.read(left, interruptible);
+    const result = left <= 0 ? TIMED_OUT : this.input.read(left, interruptible);
+    if (result instanceof Promise) return deadline === undefined ? result.then(this.afterIdleRead) : result.then((r) => this.received(r, deadline));
+    return Promise.resolve(this.received(result, deadline));
+  }
+
+  private readonly afterIdleRead = (result: ReadResult): Buffer | null => this.received(result, undefined);
+
+  /** What a read brought: the chunk, or null with the session closing (and the 421 queued). */
+  private received(result: ReadResult, deadline: number | undefined): Buffer | null {
     if (result === TIMED_OUT) {
       const why = deadline !== undefined && Date.now() >= deadline ? 'the DATA deadline (data_timeout) passed' : `client idle for ${this.idleTimeoutMs / 1000} s`;
       this.log(LOGINFO, `${why}: closing`);
