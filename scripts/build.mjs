@@ -17,6 +17,7 @@ import { build } from 'esbuild';
 import { copyFile, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SOURCE_ENTRY_POINTS } from './entry-points.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const dist = join(root, 'dist');
@@ -29,15 +30,6 @@ async function* files(dir) {
   }
 }
 
-/** Modules other code opens by path (not by import), besides every bundled plugin. */
-const ENTRY_POINTS = [
-  'src/cli.ts',
-  'src/index.ts',
-  'src/testing/index.ts',
-  // bench/session-cpu.mjs drives the daemon in-process
-  'src/app.ts',
-  'src/testing/conn.ts',
-];
 
 /** `export { a, b as c, type T } from './x.ts'` lines of src/index.ts: exported name -> its module. */
 async function apiExportMap() {
@@ -92,7 +84,7 @@ function bundledPluginImports(exportsOf) {
 const out = join(root, `.dist-building-${process.pid}`);
 let count = 0;
 try {
-  const entryPoints = ENTRY_POINTS.map((p) => join(root, p));
+  const entryPoints = SOURCE_ENTRY_POINTS.map((p) => join(root, p));
   const copies = [];
   for (const top of ['src', 'plugins']) {
     for await (const file of files(join(root, top))) {

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SOURCE_ENTRY_POINTS } from '../scripts/entry-points.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -104,7 +105,7 @@ test('bundled and example plugins import only the public API and node builtins',
 test('a module that finds files by import.meta.url spells them from its parent folder (dist/ bundles it into a chunk)', () => {
   // scripts/build.mjs puts shared code into dist/src/chunks/, one level below dist/src like every
   // src/<folder>/: '../x' resolves alike from both, './x' does not. The entry points stay in place.
-  const entries = new Set(['src/cli.ts', 'src/index.ts', 'src/testing/index.ts', 'src/app.ts', 'src/testing/conn.ts']);
+  const entries = new Set<string>(SOURCE_ENTRY_POINTS);
   const offenders = files('src')
     .filter((f) => f.endsWith('.ts') && !entries.has(f))
     .filter((f) => /new URL\(\s*['"`]\.\/[^'"`]*['"`]\s*,\s*import\.meta\.url/.test(readFileSync(join(root, f), 'utf8').replace(/`[^`]*\$\{[^`]*`/g, '')));

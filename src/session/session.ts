@@ -133,17 +133,14 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
   }
 
   config(name: string): string | undefined {
-    // configList's copy is for callers that keep the list; one value needs none.
-    const hooked = this.runSync('config', [name]);
-    if (hooked.code === OK) return toValues(hooked.payload)[0];
-    return this.deps.configFiles(name)[0];
+    return this.configValues(name)[0];
   }
 
   configList(name: string): string[] {
     return [...this.configValues(name)];
   }
 
-  /** configList without the copy, for the session's own reads. */
+  /** configList without the copy (the copy is for callers that keep the list). */
   private configValues(name: string): readonly string[] {
     const hooked = this.runSync('config', [name]);
     if (hooked.code === OK) return toValues(hooked.payload);
@@ -386,11 +383,9 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
   private receive(interruptible: boolean, deadline: number | undefined): Promise<Buffer | null> {
     const left = deadline === undefined ? this.idleTimeoutMs : Math.min(this.idleTimeoutMs, deadline - Date.now());
     const result = left <= 0 ? TIMED_OUT : this.input.read(left, interruptible);
-    if (result instanceof Promise) return deadline === undefined ? result.then(this.afterIdleRead) : result.then((r) => this.received(r, deadline));
+    if (result instanceof Promise) return result.then((r) => this.received(r, deadline));
     return Promise.resolve(this.received(result, deadline));
   }
-
-  private readonly afterIdleRead = (result: ReadResult): Buffer | null => this.received(result, undefined);
 
   /** What a read brought: the chunk, or null with the session closing (and the 421 queued). */
   private received(result: ReadResult, deadline: number | undefined): Buffer | null {

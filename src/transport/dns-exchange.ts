@@ -41,6 +41,8 @@ class QuerySocket {
   private readonly socket: UdpSocket;
   private readonly born = Date.now();
   private sent = 0;
+  /** A socket error: it takes no more questions. */
+  private failed = false;
   private closed = false;
 
   constructor(family: 'udp4' | 'udp6') {
@@ -53,7 +55,7 @@ class QuerySocket {
       waiting.offer(message);
     });
     this.socket.on('error', (err) => {
-      this.sent = QUESTIONS_PER_SOCKET;
+      this.failed = true;
       for (const waiting of [...this.waiting.values()]) waiting.fail(err);
       this.closeIfDone();
     });
@@ -61,7 +63,7 @@ class QuerySocket {
 
   /** Takes new questions: not closed, not worn out by count or age. */
   get fresh(): boolean {
-    return !this.closed && this.sent < QUESTIONS_PER_SOCKET && Date.now() - this.born < SOCKET_LIFETIME_MS;
+    return !this.closed && !this.failed && this.sent < QUESTIONS_PER_SOCKET && Date.now() - this.born < SOCKET_LIFETIME_MS;
   }
 
   /** Send a question; the id is free on this socket (the caller checked `waiting`). */

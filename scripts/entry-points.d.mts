@@ -1,0 +1,2 @@
+/** See entry-points.mjs. */
+export declare const SOURCE_ENTRY_POINTS: readonly string[];
