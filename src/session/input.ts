@@ -8,6 +8,8 @@ import type { Conn, InputSink } from './conn.ts';
 export const TIMED_OUT = Symbol('timed out');
 export const STOPPING = Symbol('stopping');
 export type ReadResult = Buffer | null | typeof TIMED_OUT | typeof STOPPING;
+/** `ready()`: nothing to read yet. */
+export const WAIT = Symbol('wait');
 
 export class Input implements InputSink {
   private chunks: Buffer[] = [];
@@ -65,14 +67,29 @@ export class Input implements InputSink {
    * `interrupt()` was called while waiting (graceful shutdown).
    */
   read(timeoutMs: number, interruptible: boolean): ReadResult | Promise<ReadResult> {
+    const now = this.ready(interruptible);
+    if (now !== WAIT) return now;
+    return new Promise<ReadResult>((resolve) => this.await(timeoutMs, interruptible, resolve));
+  }
+
+  /** What a read gets without waiting, or WAIT when it would have to wait. */
+  ready(interruptible: boolean): ReadResult | typeof WAIT {
     if (this.head < this.chunks.length) return this.shift();
     if (this.ended) return null;
     if (interruptible && this.stopRequested) return STOPPING;
-    return new Promise<ReadResult>((resolve) => {
-      this.waiter = resolve;
-      this.interruptible = interruptible;
-      this.armTimer(timeoutMs);
-    });
+    return WAIT;
+  }
+
+  /**
+   * Have `deliver` called once with the next result, when it comes (after `ready` said WAIT). A
+   * callback rather than a promise: the session's command loop waits here for every command, and
+   * a callback spares it a promise and a microtask hop each time. `deliver` runs inside the
+   * transport's data event or the timer: it must not throw.
+   */
+  await(timeoutMs: number, interruptible: boolean, deliver: (result: ReadResult) => void): void {
+    this.waiter = deliver;
+    this.interruptible = interruptible;
+    this.armTimer(timeoutMs);
   }
 
   /** The session is over: no more reads, no timer left holding it in memory. */

@@ -24,7 +24,7 @@ import { splitCommand } from '../protocol/command.ts';
 import { COMMANDS, unrecognizedCommand } from './commands/index.ts';
 import type { Conn } from './conn.ts';
 import { Connection } from './connection.ts';
-import { Input, STOPPING, TIMED_OUT, type ReadResult } from './input.ts';
+import { Input, STOPPING, TIMED_OUT, WAIT, type ReadResult } from './input.ts';
 import { CORE, decide, type Decision, type ReplyingHook, type ReplyVars } from './responders.ts';
 import type { PluginLogTarget, SessionApi } from './session-api.ts';
 import { Transaction } from './transaction.ts';
@@ -293,7 +293,17 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
   }
 
   /** Drop the current transaction (the `reset_transaction` hook runs) and start a fresh one. */
-  async resetTransaction(): Promise<void> {
+  resetTransaction(): Promise<void> {
+    // Most resets (every MAIL, every EHLO) drop a transaction that holds no body, with no plugin
+    // on the hook: nothing to wait for.
+    if (!this.tx.hasBody && !this.deps.runner.has('reset_transaction')) {
+      this.tx = this.newTransaction();
+      return NOTHING;
+    }
+    return this.resetWithHook();
+  }
+
+  private async resetWithHook(): Promise<void> {
     await this.hookIgnoringResult('reset_transaction', []);
     const old = this.tx;
     this.tx = this.newTransaction();
@@ -331,42 +341,59 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
   }
 
   /**
-   * The next command line; null when the session is over (EOF, timeout, shutdown). Promise chains
-   * rather than async functions here and in readChunk: an idle session waits in them, and each
-   * suspended async function would hold a frame of its own for as long as the client is silent.
+   * The next command line; null when the session is over (EOF, timeout, shutdown). No async
+   * functions on this path: an idle session waits here, and a suspended async function would
+   * hold a frame for as long as the client is silent.
    */
   readLine(): Promise<CommandLine | null> {
     const line = this.lines.next();
     if (line) return Promise.resolve(line);
     if (this.closing) return Promise.resolve(null);
-    return new Promise((resolve, reject) => this.lineFromInput(resolve, reject));
+    return new Promise((resolve, reject) => this.pumpLine(resolve, reject));
   }
 
   /**
-   * Read chunks until a line is complete. Each round is a promise of its own that settles before
-   * the next starts: a client dribbling a line byte by byte costs no growing chain of promises.
+   * Write the pending replies, then feed input to the line reader until a line is complete. What
+   * is already received is taken in a loop; when the input is dry, the reader waits with a
+   * callback (Input.await), so a wait costs one closure rather than a chain of promises, and a
+   * client dribbling a line byte by byte costs no growing chain either.
    */
-  private lineFromInput(resolve: (line: CommandLine | null) => void, reject: (err: unknown) => void): void {
-    let chunk: Promise<Buffer | null>;
+  private pumpLine(resolve: (line: CommandLine | null) => void, reject: (err: unknown) => void): void {
     try {
-      chunk = this.readChunk(true);
+      for (;;) {
+        this.flush();
+        if (this.deps.conn.needsDrain) {
+          this.deps.conn.drained().then(() => this.pumpLine(resolve, reject), reject);
+          return;
+        }
+        const now = this.input.ready(true);
+        if (now === WAIT) {
+          this.input.await(this.idleTimeoutMs, true, (result) => {
+            try {
+              const line = this.lineAfter(result);
+              if (line === undefined) this.pumpLine(resolve, reject);
+              else resolve(line);
+            } catch (err) {
+              // This runs in the transport's event: a failure must reach the session, not the socket.
+              reject(err);
+            }
+          });
+          return;
+        }
+        const line = this.lineAfter(now);
+        if (line !== undefined) return resolve(line);
+      }
     } catch (err) {
       reject(err);
-      return;
     }
-    chunk.then((received) => {
-      try {
-        if (received === null) return resolve(null);
-        this.lines.push(received);
-        const line = this.lines.next();
-        if (line) return resolve(line);
-        if (this.closing) return resolve(null);
-        this.lineFromInput(resolve, reject);
-      } catch (err) {
-        // Nothing else holds this promise: a failure must reach the session, not vanish.
-        reject(err);
-      }
-    }, reject);
+  }
+
+  /** A read's result into the line reader: the next line; null when the session is over; undefined when more input is needed. */
+  private lineAfter(result: ReadResult): CommandLine | null | undefined {
+    const chunk = this.received(result, undefined);
+    if (chunk === null) return null;
+    this.lines.push(chunk);
+    return this.lines.next() ?? (this.closing ? null : undefined);
   }
 
   /**
@@ -431,9 +458,11 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
     try {
       if (await this.begin()) {
         while (!this.closing) {
-          const line = await this.readLine();
+          // A pipelined command is taken straight from the reader, without a promise to wait on.
+          const line = this.lines.next() ?? (await this.readLine());
           if (line === null) break;
-          await this.dispatch(line);
+          const handling = this.dispatch(line);
+          if (handling !== undefined) await handling;
         }
       }
     } catch (err) {
@@ -520,20 +549,20 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
     return `${this.me} ESMTP qpsmtpd ${this.version} ready; send us your mail, but not your spam.`;
   }
 
-  private async dispatch(line: CommandLine): Promise<void> {
+  /** Run one command line; a promise while its handler works (most), undefined when answered at once. */
+  private dispatch(line: CommandLine): Promise<void> | undefined {
     if (!line.ok) {
       this.send(line.error === 'too-long' ? CORE.lineTooLong() : line.error === 'not-utf8' ? CORE.notUtf8() : CORE.bareLineEnd());
-      return;
+      return undefined;
     }
     const command = splitCommand(line.text);
     if (command?.verb !== 'AUTH' && line.text.length > this.maxLine / 4 && Buffer.byteLength(line.text) > this.maxLine) {
       this.send(CORE.lineTooLong());
-      return;
+      return undefined;
     }
     if (command === null) {
       const verb = line.text.trim().split(/\s+/)[0] ?? '';
-      await unrecognizedCommand(this, verb.toLowerCase(), line.text.trim().slice(verb.length).trim());
-      return;
+      return unrecognizedCommand(this, verb.toLowerCase(), line.text.trim().slice(verb.length).trim());
     }
     if (this.deps.logSink.enabled(LOGDEBUG)) {
       // AUTH PLAIN carries a password in its initial response: never log it.
@@ -541,8 +570,7 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
       this.log(LOGDEBUG, `dispatching ${shown}`);
     }
     const handler = COMMANDS.get(command.verb);
-    if (handler) await handler(this, command.rest);
-    else await unrecognizedCommand(this, command.verb.toLowerCase(), command.rest);
+    return handler ? handler(this, command.rest) : unrecognizedCommand(this, command.verb.toLowerCase(), command.rest);
   }
 
   /** The end of every session: reset, `disconnect`, close, `post-connection`. */

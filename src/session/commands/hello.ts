@@ -7,12 +7,12 @@ import type { Session } from '../session.ts';
 import { authMechanisms } from './auth.ts';
 import { callParser, isParserFault } from './plugin-parser.ts';
 
-export async function helo(s: Session, rest: string): Promise<void> {
-  await greet(s, 'helo', rest);
+export function helo(s: Session, rest: string): Promise<void> {
+  return greet(s, 'helo', rest);
 }
 
-export async function ehlo(s: Session, rest: string): Promise<void> {
-  await greet(s, 'ehlo', rest);
+export function ehlo(s: Session, rest: string): Promise<void> {
+  return greet(s, 'ehlo', rest);
 }
 
 async function greet(s: Session, kind: 'helo' | 'ehlo', rest: string): Promise<void> {
