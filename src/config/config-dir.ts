@@ -216,7 +216,9 @@ const EMPTY_MAP: ConfigMap = { has: () => false, get: () => undefined };
 
 function mtimeOf(path: string): number {
   try {
-    return statSync(path).mtimeMs;
+    // Most settings have no file: a missing one is an answer, not an exception (an exception
+    // costs a stack trace, and this runs for every absent setting once a second).
+    return statSync(path, { throwIfNoEntry: false })?.mtimeMs ?? -1;
   } catch {
     return -1;
   }

@@ -26,7 +26,7 @@ export function makeReply(code: number, defaultEnhanced: string | null, message:
   const lines = splitLines(message);
   let enhanced = defaultEnhanced;
   const first = lines[0];
-  if (first !== undefined && code >= 200 && code < 600 && !(code >= 300 && code < 400)) {
+  if (first !== undefined && startsLikeEnhanced(first) && code >= 200 && code < 600 && !(code >= 300 && code < 400)) {
     const m = ENHANCED_PREFIX.exec(first);
     if (m) {
       enhanced = `${m[1]}.${m[2]}.${m[3]}`;
@@ -48,8 +48,16 @@ export function makeReply(code: number, defaultEnhanced: string | null, message:
   return { code, enhanced, lines };
 }
 
+/** `2.`, `4.` or `5.` first: only then can the line carry an enhanced code (most replies begin with text). */
+function startsLikeEnhanced(line: string): boolean {
+  const c = line.charCodeAt(0);
+  return (c === 50 || c === 52 || c === 53) && line.charCodeAt(1) === 46;
+}
+
 /** Split a message into reply lines, dropping CR and other control characters a line may not carry. */
 export function splitLines(message: string | readonly string[]): string[] {
+  // The common reply: one line of text.
+  if (typeof message === 'string' && !message.includes('\n')) return [sanitize(message)];
   const parts = typeof message === 'string' ? [message] : message;
   const out: string[] = [];
   for (const part of parts) {
