@@ -59,8 +59,9 @@ function bundledPluginImports(exportsOf) {
     setup(b) {
       b.onResolve({ filter: /^qpsmtpd(\/testing)?$/ }, (args) => ({ path: join(root, 'src', args.path === 'qpsmtpd' ? 'index.ts' : 'testing/index.ts') }));
       b.onLoad({ filter: /[\\/]plugins[\\/].*\.ts$/ }, async (args) => {
-        const source = await readFile(args.path, 'utf8');
+        // The filter also matches src/plugins/: only the bundled plugins are rewritten.
         if (!args.path.startsWith(join(root, 'plugins'))) return undefined;
+        const source = await readFile(args.path, 'utf8');
         const contents = source.replace(/import\s*\{([^}]*)\}\s*from\s*'qpsmtpd'\s*;?/g, (whole, specs) => {
           const byModule = new Map();
           const rest = [];
@@ -106,7 +107,8 @@ try {
     chunkNames: 'src/chunks/[name]-[hash]',
     // Source maps in files of their own: free unless node runs with --enable-source-maps.
     sourcemap: 'linked',
-    // Plugins and logs name classes and functions (`constructor.name`): keep the names.
+    // Not minified, so classes and functions keep their names (plugins and logs read
+    // `constructor.name`) without keepNames' extra wrapping.
     keepNames: false,
     logLevel: 'warning',
     metafile: true,

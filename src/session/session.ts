@@ -361,9 +361,9 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
   private pumpLine(resolve: (line: CommandLine | null) => void, reject: (err: unknown) => void): void {
     try {
       for (;;) {
-        this.flush();
-        if (this.deps.conn.needsDrain) {
-          this.deps.conn.drained().then(() => this.pumpLine(resolve, reject), reject);
+        const draining = this.flushed();
+        if (draining) {
+          draining.then(() => this.pumpLine(resolve, reject), reject);
           return;
         }
         const now = this.input.ready(true);
@@ -402,9 +402,14 @@ export class Session implements SessionApi, HookCallContext, PluginLogTarget {
    * be interrupted (421).
    */
   readChunk(interruptible: boolean, deadline?: number): Promise<Buffer | null> {
+    const draining = this.flushed();
+    return draining ? draining.then(() => this.receive(interruptible, deadline)) : this.receive(interruptible, deadline);
+  }
+
+  /** Write the queued replies; a promise when the client must read them before we read on. */
+  private flushed(): Promise<void> | undefined {
     this.flush();
-    if (this.deps.conn.needsDrain) return this.deps.conn.drained().then(() => this.receive(interruptible, deadline));
-    return this.receive(interruptible, deadline);
+    return this.deps.conn.needsDrain ? this.deps.conn.drained() : undefined;
   }
 
   private receive(interruptible: boolean, deadline: number | undefined): Promise<Buffer | null> {
