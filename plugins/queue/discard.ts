@@ -14,6 +14,7 @@
  *
  * Arguments: none. Config files: none. Hooks: queue.
  */
+import { finished } from 'node:stream/promises';
 import { Plugin, DECLINED, OK, LOGWARN } from 'qpsmtpd';
 import type { HookResult, Transaction } from 'qpsmtpd';
 
@@ -23,9 +24,10 @@ export default class QueueDiscard extends Plugin {
       this.log(LOGWARN, 'no recipients left: declining');
       return DECLINED;
     }
-    // Read to the end and drop each chunk: the work of a queue, without the writing. (No AbortSignal
-    // check: reading our own spool cannot hang, and a late answer is ignored by the runner anyway.)
-    for await (const _chunk of tx.bodyStream());
+    // Read to the end and drop each chunk: the work of a queue, without the writing. Flowing mode
+    // rather than `for await`, which costs a promise per chunk. (No AbortSignal check: reading our
+    // own spool cannot hang, and a late answer is ignored by the runner anyway.)
+    await finished(tx.bodyStream().resume());
     return [OK, 'Queued (discarded)'];
   }
 }

@@ -1,12 +1,14 @@
 /**
  * TCP details: a client that half-closes after its last command still gets every reply (and its
  * message is not delivered behind its back without a 250); an IPv4 client on a dual-stack listener
- * is seen as a.b.c.d; an idle client gets 421 after `timeout` seconds. And the same half-close on
+ * is seen as a.b.c.d, and a listener bound to one address gives plugins that address and its port
+ * as the local end; an idle client gets 421 after `timeout` seconds. And the same half-close on
  * --stdio: a whole dialogue piped into stdin.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { fixedLocal } from '../../src/transport/tcp.ts';
 import { ACCEPT_ALL_JS, PROBE_JS, SmtpClient, cleanupAll, maildirNew, makeRoot, parseProbe, spawnDaemon, startDaemon, type Daemon } from '../helpers/daemon.ts';
 
 after(cleanupAll);
@@ -75,6 +77,35 @@ describe('TCP', () => {
     assert.ok(Date.now() - started >= 900, 'not before the timeout');
     await client.waitClosed();
   });
+});
+
+describe('TCP, a listener bound to one address', () => {
+  test('plugins see that address and the port the system chose as the local end', async () => {
+    const root = makeRoot({ config: { plugins: ['probe', 'accept_all'] }, plugins: { 'probe.js': PROBE_JS, 'accept_all.js': ACCEPT_ALL_JS } });
+    const daemon = await startDaemon(root, ['--listen', '127.0.0.1:0']);
+    try {
+      assert.equal(daemon.listening()[0]!.host, '127.0.0.1');
+      assert.notEqual(daemon.port, 0);
+      for (let i = 0; i < 2; i++) {
+        const client = await SmtpClient.connect(daemon.port, '127.0.0.1');
+        const probe = parseProbe((await client.reply()).text);
+        assert.equal(probe.local, `127.0.0.1:${daemon.port}`);
+        assert.match(probe.remote, /^127\.0\.0\.1:\d+$/);
+        await client.quit();
+      }
+    } finally {
+      await daemon.stop();
+    }
+  });
+});
+
+test('fixedLocal: a wildcard bind has no fixed local end; one address has', () => {
+  assert.equal(fixedLocal({ address: '::', family: 'IPv6', port: 25 }), undefined);
+  assert.equal(fixedLocal({ address: '0.0.0.0', family: 'IPv4', port: 25 }), undefined);
+  assert.equal(fixedLocal({ address: '::ffff:0.0.0.0', family: 'IPv6', port: 25 }), undefined);
+  assert.equal(fixedLocal(null), undefined);
+  assert.deepEqual(fixedLocal({ address: '192.0.2.7', family: 'IPv4', port: 2525 }), { ip: '192.0.2.7', port: 2525 });
+  assert.deepEqual(fixedLocal({ address: '::1', family: 'IPv6', port: 587 }), { ip: '::1', port: 587 });
 });
 
 test('--stdio: a whole dialogue piped in, stdin closed at once: every reply comes out', async () => {
