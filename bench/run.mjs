@@ -6,9 +6,11 @@
 //   1. Gets its tools into a cache folder (default ~/.cache/qpsmtpd-bench, or $XDG_CACHE_HOME, or
 //      --cache DIR): Postfix's smtp-source (the load generator) and smtp-sink (the upper bound) by
 //      `apt-get download postfix` + `dpkg -x` (no mail server is configured; run with
-//      LD_LIBRARY_PATH=<cache>/postfix/usr/lib/postfix), and Haraka (HARAKA_VERSION, the version of
+//      LD_LIBRARY_PATH=<cache>/postfix/usr/lib/postfix), Haraka (HARAKA_VERSION, the version of
 //      ../shared/reference/peer-performance.md) by `npm install` into the cache: never a project
-//      dependency. gnuplot (Debian's gnuplot-nox) is installed with apt-get when missing, for the chart.
+//      dependency, and qpsmtpd (Perl) by `apt-get download qpsmtpd` + `dpkg -x` (the Perl modules it
+//      needs are installed with apt-get when missing; without them it is left out, with a note).
+//      gnuplot (Debian's gnuplot-nox) is installed with apt-get when missing, for the chart.
 //   2. Builds dist/ when it is missing or older than src/ and plugins/.
 //   3. Starts every server of the run at once on its own loopback port, each in its own process group:
 //        ours          ./bin/qpsmtpd: relay (relayclients 127.0.0.1), rcpt_ok, queue/discard; loglevel 2
@@ -16,6 +18,8 @@
 //        ours-w2       ours with --workers 2
 //        haraka        Haraka, nodes=0 (one process): rcpt_to.in_host_list, queue/discard, no rDNS
 //        haraka-n2     Haraka, nodes=2 (cluster master + 2 workers)
+//        qpsmtpd       qpsmtpd itself (Perl), Debian's qpsmtpd package, qpsmtpd-prefork: rcpt_ok, a
+//                      discard queue, no rDNS (see ensureQpsmtpd)
 //        node-floor    bench/node-floor.mjs: a bare node:net SMTP sink, the least any Node daemon pays
 //        sink          smtp-sink (C, one process): the upper bound of this box and load generator
 //   4. Drives each with smtp-source: one warm-up run per server, then REPEAT rounds; in each round
@@ -37,7 +41,7 @@
 // Options:
 //   --quick                 smaller counts and one round: a smoke run of a minute or two
 //   --only SCENARIO,...     small,reuse,100k,r10,startup,idle,50mb (default: all)
-//   --servers NAME,...      ours,ours-maildir,ours-w2,haraka,haraka-n2,node-floor,sink (default: all)
+//   --servers NAME,...      ours,ours-maildir,ours-w2,haraka,haraka-n2,qpsmtpd,node-floor,sink (default: all)
 //   --repeat N              rounds of measured runs (default 3; --quick 1); the median is reported
 //   --scale X               multiply every message count by X
 //   --idle N                idle connections (default 10000; --quick 2000)
@@ -56,7 +60,7 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
-import { cpus, homedir, hostname, loadavg, release } from 'node:os';
+import { cpus, homedir, hostname, loadavg, release, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -68,7 +72,7 @@ const SOURCE_TIMEOUT_S = 240;
 
 // ---- options ------------------------------------------------------------------------------------
 
-const ALL_SERVERS = ['ours', 'ours-maildir', 'ours-w2', 'haraka', 'haraka-n2', 'node-floor', 'sink'];
+const ALL_SERVERS = ['ours', 'ours-maildir', 'ours-w2', 'haraka', 'haraka-n2', 'qpsmtpd', 'node-floor', 'sink'];
 const LOAD_SCENARIOS = ['small', 'reuse', '100k', 'r10'];
 const ALL_SCENARIOS = [...LOAD_SCENARIOS, 'startup', 'idle', '50mb'];
 
@@ -390,19 +394,84 @@ function ensureHaraka(cache) {
   return { main, dir };
 }
 
+/** Debian packages to install with apt-get; true when apt-get succeeded (after an update if needed). */
+function aptInstall(packages) {
+  if (!isRoot || !has('apt-get')) return false;
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const install = () => spawnSync('apt-get', ['install', '-y', '--no-install-recommends', ...packages], { env, encoding: 'utf8' });
+  if (install().status === 0) return true;
+  spawnSync('apt-get', ['update'], { env, stdio: 'ignore' });
+  return install().status === 0;
+}
+
+/** The Perl modules qpsmtpd-prefork loads with rcpt_ok and a discard queue, and their Debian packages. */
+const QPSMTPD_PERL_MODULES = {
+  'IPC::Shareable': 'libipc-shareable-perl',
+  'Net::DNS': 'libnet-dns-perl',
+  'Mail::Header': 'libmailtools-perl',
+  'Digest::HMAC_MD5': 'libdigest-hmac-perl',
+};
+
+/**
+ * qpsmtpd itself, the Perl daemon this project rebuilds: Debian's qpsmtpd package (0.94 in
+ * Debian 12), unpacked into the cache (`apt-get download` + `dpkg -x`: no service is installed or
+ * started). { ok, prefork, lib, plugins, version } or { ok: false, why }.
+ *
+ * Like Haraka's bench_no_rdns plugin, two edits keep it from asking DNS for every client's PTR
+ * record (ours asks nobody; the sandbox resolver would add its latency): qpsmtpd-prefork passes
+ * its no-rDNS flag to tcpenv(), which it never does upstream, and tcpenv()'s no-rDNS branch names
+ * the client by the address it was given instead of $ENV{TCPREMOTEIP}, which is not set yet
+ * there (a warning per connection). Both are applied to the cached copy by string replacement;
+ * a package whose code no longer matches fails here rather than measuring DNS.
+ */
+function ensureQpsmtpd(cache) {
+  const root = join(cache, 'qpsmtpd');
+  const prefork = join(root, 'usr', 'bin', 'qpsmtpd-prefork');
+  const lib = join(root, 'usr', 'share', 'perl5');
+  try {
+    if (!existsSync(join(root, 'PATCHED'))) {
+      log('getting qpsmtpd (Perl): apt-get download qpsmtpd, dpkg -x (no service is set up)');
+      const dl = join(cache, 'qpsmtpd-deb');
+      rmSync(dl, { recursive: true, force: true });
+      mkdirSync(dl, { recursive: true });
+      const r = spawnSync('apt-get', ['download', 'qpsmtpd'], { cwd: dl, encoding: 'utf8' });
+      const deb = existsSync(dl) ? readdirSync(dl).find((f) => f.endsWith('.deb')) : undefined;
+      if (deb === undefined) return { ok: false, why: `apt-get download qpsmtpd failed (try apt-get update first): ${(r.stderr || '').trim().split('\n').pop()}` };
+      rmSync(root, { recursive: true, force: true });
+      execFileSync('dpkg', ['-x', join(dl, deb), root]);
+      writeFileSync(join(root, 'VERSION'), deb.replace(/^qpsmtpd_/, '').replace(/_[^_]+\.deb$/, '') + '\n');
+      rmSync(dl, { recursive: true, force: true });
+      const edit = (file, from, to) => {
+        const text = readFileSync(file, 'utf8');
+        if (!text.includes(from)) throw new Error(`${file} no longer contains ${JSON.stringify(from)}: the no-rDNS edit needs updating for this qpsmtpd`);
+        writeFileSync(file, text.replace(from, to));
+      };
+      edit(prefork, 'tcpenv($nto_laddr, $nto_iaddr);', 'tcpenv($nto_laddr, $nto_iaddr, 1);');
+      edit(join(lib, 'Qpsmtpd', 'TcpServer.pm'), '"[$ENV{TCPREMOTEIP}]"', '"[$TCPREMOTEIP]"');
+      writeFileSync(join(root, 'PATCHED'), 'no-rDNS edits of bench/run.mjs applied\n');
+    }
+  } catch (err) {
+    return { ok: false, why: err.message };
+  }
+  const missing = () => Object.keys(QPSMTPD_PERL_MODULES).filter((m) => spawnSync('perl', [`-M${m}`, '-e', '1'], { stdio: 'ignore' }).status !== 0);
+  let absent = missing();
+  if (absent.length > 0) {
+    const packages = absent.map((m) => QPSMTPD_PERL_MODULES[m]);
+    log(`installing ${packages.join(' ')} with apt-get (Perl modules of qpsmtpd)`);
+    aptInstall(packages);
+    absent = missing();
+    if (absent.length > 0) return { ok: false, why: `Perl modules missing (${absent.join(', ')}): apt-get install ${absent.map((m) => QPSMTPD_PERL_MODULES[m]).join(' ')} as root` };
+  }
+  return { ok: true, prefork, lib, plugins: join(root, 'usr', 'share', 'qpsmtpd', 'plugins'), version: readFileSync(join(root, 'VERSION'), 'utf8').trim() };
+}
+
 /** gnuplot, installed from Debian when missing; undefined (with the reason) when that is impossible. */
 function ensureGnuplot() {
   if (has('gnuplot')) return { ok: true };
   if (!isRoot || !has('apt-get')) return { ok: false, why: 'gnuplot is missing and this is not root with apt-get: apt-get install gnuplot-nox for the chart' };
   log('installing gnuplot-nox with apt-get (for the chart)');
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  const install = () => spawnSync('apt-get', ['install', '-y', '--no-install-recommends', 'gnuplot-nox'], { env, encoding: 'utf8' });
-  let r = install();
-  if (r.status !== 0) {
-    spawnSync('apt-get', ['update'], { env, stdio: 'ignore' });
-    r = install();
-  }
-  return has('gnuplot') ? { ok: true } : { ok: false, why: `apt-get install gnuplot-nox failed: ${(r.stderr || '').trim().split('\n').pop()}` };
+  aptInstall(['gnuplot-nox']);
+  return has('gnuplot') ? { ok: true } : { ok: false, why: 'apt-get install gnuplot-nox failed' };
 }
 
 function newestMtime(dir) {
@@ -430,6 +499,9 @@ const SERVERS = {
   'ours-w2': { label: 'qpsmtpd-ts --workers 2, discard', ours: true, procs: 3 },
   haraka: { label: `Haraka ${HARAKA_VERSION} nodes=0`, procs: 1 },
   'haraka-n2': { label: `Haraka ${HARAKA_VERSION} nodes=2`, procs: 3 },
+  // A process per connection, from a pool that grows with the load: memory is the PSS sum of the
+  // pool, and the idle and 50 MB scenarios (one-process servers) leave it out.
+  qpsmtpd: { label: 'qpsmtpd (Perl, Debian) prefork', procs: Infinity },
   'node-floor': { label: 'bare Node sink (bench/node-floor.mjs)', procs: 1 },
   sink: { label: 'smtp-sink (Postfix)', procs: 1 },
 };
@@ -441,6 +513,8 @@ const COUNTS = {
   'ours-w2': { small: 16000, reuse: 30000, '100k': 6000, r10: 8000, warmup: 3000 },
   haraka: { small: 8000, reuse: 16000, '100k': 4000, r10: 4000, warmup: 2000 },
   'haraka-n2': { small: 10000, reuse: 20000, '100k': 5000, r10: 5000, warmup: 2000 },
+  // The warm-up also lets the prefork pool grow to the 50 concurrent sessions.
+  qpsmtpd: { small: 3000, reuse: 6000, '100k': 1500, r10: 2000, warmup: 3000 },
   'node-floor': { small: 40000, reuse: 80000, '100k': 12000, r10: 20000, warmup: 8000 },
   sink: { small: 50000, reuse: 100000, '100k': 12000, r10: 25000, warmup: 10000 },
 };
@@ -530,6 +604,35 @@ function makeServerSetups(runDir, tools, profDir) {
     setups.haraka = haraka(0);
     setups['haraka-n2'] = haraka(2);
   }
+  if (tools.qpsmtpd) {
+    const q = tools.qpsmtpd;
+    const inst = join(runDir, 'qpsmtpd');
+    writeFiles(join(inst, 'plugins', 'queue'), {
+      // Haraka's queue/discard in qpsmtpd's plugin language (0.94 ships none).
+      discard: "# benchmark queue: accept every message and forget it\nsub hook_queue { return (OK, 'Queued (discarded)'); }\n",
+    });
+    writeFiles(join(inst, 'config'), {
+      plugins: 'rcpt_ok\nqueue/discard\n',
+      rcpthosts: 'localhost\n',
+      me: 'bench.localhost\n',
+      loglevel: '4\n', // LOGWARN: nothing is logged per message
+      // Bodies up to 256 KiB stay in memory, as ours does by default (qpsmtpd's default spools all).
+      size_threshold: '262144\n',
+      spool_dir: join(inst, 'spool') + '\n',
+      plugin_dirs: `${join(inst, 'plugins')}\n${q.plugins}\n`,
+    });
+    mkdirSync(join(inst, 'spool'), { recursive: true, mode: 0o700 });
+    // Its script runs under taint mode (-T on its #! line), where PERL5LIB is ignored: -I instead.
+    // 250 children and no per-client limit, as in the reference figures (the defaults, 15 and
+    // 10, would cap the 50 concurrent sessions).
+    const user = userInfo().username;
+    setups.qpsmtpd = (port) => ({
+      cmd: 'perl',
+      args: ['-T', `-I${q.lib}`, q.prefork, '--listen-address', '127.0.0.1', '--port', String(port), '--user', user, '--children', '250', '--idle-children', '10', '--max-from-ip', '0'],
+      env: { ...process.env, QPSMTPD_CONFIG: join(inst, 'config') },
+      cwd: inst,
+    });
+  }
   setups['node-floor'] = (port) => ({ cmd: process.execPath, args: [join(PROJECT, 'bench', 'node-floor.mjs'), `127.0.0.1:${port}`], env: process.env });
   setups.sink = (port) => ({
     cmd: tools.postfix.sink,
@@ -570,11 +673,11 @@ async function waitBanner(port, child, timeoutMs = 30000) {
 /** Start a server; resolves when it greets. { name, pid, port, child, logFile, startupMs }. */
 async function startServer(name, setup, runDir) {
   const port = await freePort();
-  const { cmd, args, env } = setup(port);
+  const { cmd, args, env, cwd } = setup(port);
   const logFile = join(runDir, `${name}.log`);
   const fd = openSync(logFile, 'a');
   const t0 = now();
-  const child = spawnLimited(name, cmd, args, { env, stdio: ['ignore', fd, fd] });
+  const child = spawnLimited(name, cmd, args, { env, cwd, stdio: ['ignore', fd, fd] });
   closeSync(fd);
   const ok = await waitBanner(port, child);
   const startupMs = now() - t0;
@@ -746,7 +849,7 @@ function profileSummary(dir, keepAs) {
 
 // ---- the report ---------------------------------------------------------------------------------
 
-const PEERS = ['haraka', 'haraka-n2', 'node-floor', 'sink'];
+const PEERS = ['haraka', 'haraka-n2', 'qpsmtpd', 'node-floor', 'sink'];
 const fmt = (x, digits = 0) => (Number.isFinite(x) ? x.toFixed(digits) : '-');
 const showRatio = (x) => (Number.isFinite(x) ? `${x.toFixed(2)}x` : '');
 
@@ -913,7 +1016,7 @@ function chart(summary, png, runDir, title) {
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
   const want = (sc) => opts.only.includes(sc);
-  const servers = ALL_SERVERS.filter((s) => opts.servers.includes(s));
+  let servers = ALL_SERVERS.filter((s) => opts.servers.includes(s));
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
   mkdirSync(opts.cache, { recursive: true });
   mkdirSync(RESULTS, { recursive: true });
@@ -921,6 +1024,14 @@ async function main() {
   const notes = [];
   const tools = { postfix: ensurePostfix(opts.cache) };
   if (servers.some((s) => s.startsWith('haraka'))) tools.haraka = ensureHaraka(opts.cache);
+  if (servers.includes('qpsmtpd')) {
+    const q = ensureQpsmtpd(opts.cache);
+    if (q.ok) tools.qpsmtpd = q;
+    else {
+      notes.push(`qpsmtpd (Perl) left out: ${q.why}`);
+      servers = servers.filter((s) => s !== 'qpsmtpd');
+    }
+  }
   let chartState = opts.chart ? ensureGnuplot() : { ok: false, why: '--no-chart' };
   if (!chartState.ok) notes.push(`no chart: ${chartState.why}`);
   if (servers.some((s) => SERVERS[s].ours)) ensureBuilt();
@@ -940,6 +1051,7 @@ async function main() {
     node: process.version,
     postfix: tools.postfix.version,
     haraka: tools.haraka ? HARAKA_VERSION : undefined,
+    qpsmtpd: tools.qpsmtpd?.version,
     commit: (() => {
       try {
         const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: PROJECT, encoding: 'utf8' }).trim();
