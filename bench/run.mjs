@@ -357,21 +357,30 @@ process.on('exit', killAllNow);
 
 // ---- tools: Postfix, Haraka, gnuplot, our build -------------------------------------------------
 
+/**
+ * A Debian package's files, unpacked into `root` (`apt-get download` + `dpkg -x`: nothing is
+ * installed, configured or started), with its version in `root`/VERSION. Throws when apt-get
+ * cannot get it.
+ */
+function unpackDebianPackage(cache, name, root) {
+  const dl = join(cache, `${name}-deb`);
+  rmSync(dl, { recursive: true, force: true });
+  mkdirSync(dl, { recursive: true });
+  const r = spawnSync('apt-get', ['download', name], { cwd: dl, encoding: 'utf8' });
+  const deb = existsSync(dl) ? readdirSync(dl).find((f) => f.endsWith('.deb')) : undefined;
+  if (deb === undefined) throw new Error(`apt-get download ${name} failed (try apt-get update first):\n${r.stderr}`);
+  rmSync(root, { recursive: true, force: true });
+  execFileSync('dpkg', ['-x', join(dl, deb), root]);
+  writeFileSync(join(root, 'VERSION'), deb.replace(`${name}_`, '').replace(/_[^_]+\.deb$/, '') + '\n');
+  rmSync(dl, { recursive: true, force: true });
+}
+
 function ensurePostfix(cache) {
   const root = join(cache, 'postfix');
   const bin = (b) => join(root, 'usr', 'sbin', b);
   if (!existsSync(bin('smtp-source'))) {
     log('getting smtp-source and smtp-sink: apt-get download postfix, dpkg -x (no mail server is set up)');
-    const dl = join(cache, 'postfix-deb');
-    rmSync(dl, { recursive: true, force: true });
-    mkdirSync(dl, { recursive: true });
-    const r = spawnSync('apt-get', ['download', 'postfix'], { cwd: dl, encoding: 'utf8' });
-    const deb = existsSync(dl) ? readdirSync(dl).find((f) => f.endsWith('.deb')) : undefined;
-    if (deb === undefined) throw new Error(`apt-get download postfix failed (try apt-get update first):\n${r.stderr}`);
-    rmSync(root, { recursive: true, force: true });
-    execFileSync('dpkg', ['-x', join(dl, deb), root]);
-    writeFileSync(join(root, 'VERSION'), deb.replace(/^postfix_/, '').replace(/_[^_]+\.deb$/, '') + '\n');
-    rmSync(dl, { recursive: true, force: true });
+    unpackDebianPackage(cache, 'postfix', root);
   }
   return {
     source: bin('smtp-source'),
@@ -431,16 +440,7 @@ function ensureQpsmtpd(cache) {
   try {
     if (!existsSync(join(root, 'PATCHED'))) {
       log('getting qpsmtpd (Perl): apt-get download qpsmtpd, dpkg -x (no service is set up)');
-      const dl = join(cache, 'qpsmtpd-deb');
-      rmSync(dl, { recursive: true, force: true });
-      mkdirSync(dl, { recursive: true });
-      const r = spawnSync('apt-get', ['download', 'qpsmtpd'], { cwd: dl, encoding: 'utf8' });
-      const deb = existsSync(dl) ? readdirSync(dl).find((f) => f.endsWith('.deb')) : undefined;
-      if (deb === undefined) return { ok: false, why: `apt-get download qpsmtpd failed (try apt-get update first): ${(r.stderr || '').trim().split('\n').pop()}` };
-      rmSync(root, { recursive: true, force: true });
-      execFileSync('dpkg', ['-x', join(dl, deb), root]);
-      writeFileSync(join(root, 'VERSION'), deb.replace(/^qpsmtpd_/, '').replace(/_[^_]+\.deb$/, '') + '\n');
-      rmSync(dl, { recursive: true, force: true });
+      unpackDebianPackage(cache, 'qpsmtpd', root);
       const edit = (file, from, to) => {
         const text = readFileSync(file, 'utf8');
         if (!text.includes(from)) throw new Error(`${file} no longer contains ${JSON.stringify(from)}: the no-rDNS edit needs updating for this qpsmtpd`);
@@ -451,7 +451,7 @@ function ensureQpsmtpd(cache) {
       writeFileSync(join(root, 'PATCHED'), 'no-rDNS edits of bench/run.mjs applied\n');
     }
   } catch (err) {
-    return { ok: false, why: err.message };
+    return { ok: false, why: err.message.split('\n').filter(Boolean).pop() };
   }
   const missing = () => Object.keys(QPSMTPD_PERL_MODULES).filter((m) => spawnSync('perl', [`-M${m}`, '-e', '1'], { stdio: 'ignore' }).status !== 0);
   let absent = missing();
