@@ -500,8 +500,9 @@ const SERVERS = {
   haraka: { label: `Haraka ${HARAKA_VERSION} nodes=0`, procs: 1 },
   'haraka-n2': { label: `Haraka ${HARAKA_VERSION} nodes=2`, procs: 3 },
   // A process per connection, from a pool that grows with the load: memory is the PSS sum of the
-  // pool, and the idle and 50 MB scenarios (one-process servers) leave it out.
-  qpsmtpd: { label: 'qpsmtpd (Perl, Debian) prefork', procs: Infinity },
+  // pool. Idle connections: 100 at most, a process each; its pool grows by about ten every five
+  // seconds (the parent's loop), so the idle client waits up to 3 minutes. No 50 MB scenario.
+  qpsmtpd: { label: 'qpsmtpd (Perl, Debian) prefork', procs: Infinity, idleMax: 100, idleWaitS: 180 },
   'node-floor': { label: 'bare Node sink (bench/node-floor.mjs)', procs: 1 },
   sink: { label: 'smtp-sink (Postfix)', procs: 1 },
 };
@@ -773,14 +774,19 @@ async function measureStartup(name, setup, runDir, times) {
   return ms;
 }
 
-/** KiB per idle connection: RSS before and 2 s after `count` connections got their greeting. */
-async function measureIdle(name, setup, runDir, count) {
+/**
+ * KiB per idle connection: memory before and 2 s after `count` connections got their greeting
+ * (the client gives up after `waitS`). VmRSS of the one process, or with `pss` the PSS sum of the
+ * server's process tree (qpsmtpd's pool).
+ */
+async function measureIdle(name, setup, runDir, count, pss = false, waitS = 120) {
   const server = await startServer(name, setup, runDir);
+  const memoryKb = () => (pss ? treeMem(treePids(server.pid), true).pssKb : statusKb(server.pid, 'VmRSS'));
   try {
     await sleep(1500);
     const fdLimit = /^Max open files\s+(\d+)/m.exec(readFileSync(`/proc/${server.pid}/limits`, 'utf8'))?.[1];
-    const before = statusKb(server.pid, 'VmRSS');
-    const client = spawnLimited('idle-client', process.execPath, [join(PROJECT, 'bench', 'idle-client.mjs'), String(server.port), String(count)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const before = memoryKb();
+    const client = spawnLimited('idle-client', process.execPath, [join(PROJECT, 'bench', 'idle-client.mjs'), String(server.port), String(count), '200', String(waitS)], { stdio: ['pipe', 'pipe', 'inherit'] });
     const line = await new Promise((res) => {
       let out = '';
       client.stdout.on('data', (d) => {
@@ -790,11 +796,11 @@ async function measureIdle(name, setup, runDir, count) {
       client.on('exit', () => res(out.split('\n')[0] || 'client exited'));
     });
     await sleep(2000);
-    const after = statusKb(server.pid, 'VmRSS');
+    const after = memoryKb();
     const greeted = Number(/greeted=(\d+)/.exec(line)?.[1] ?? 0);
     client.stdin.end();
     await stopTree(client.pid, 5000);
-    return { server: name, count, greeted, line, fdLimit: Number(fdLimit), rssBeforeKb: before, rssAfterKb: after, kibPerConn: greeted > 0 ? (after - before) / greeted : NaN, ok: greeted === count };
+    return { server: name, count, greeted, line, fdLimit: Number(fdLimit), pss, rssBeforeKb: before, rssAfterKb: after, kibPerConn: greeted > 0 ? (after - before) / greeted : NaN, ok: greeted === count };
   } finally {
     await stopTree(server.pid);
   }
@@ -933,7 +939,7 @@ function summarize(runs, extras) {
     put(server, 'startup', { value: m, text: `${fmt(m)} ms (median of ${ms.length})`, lowerIsBetter: true });
   }
   for (const r of extras.idle) {
-    put(r.server, 'idle', { value: r.kibPerConn, text: `${fmt(r.kibPerConn, 1)} KiB/conn at ${r.greeted}${r.ok ? '' : ` of ${r.count}`}`, lowerIsBetter: true });
+    put(r.server, 'idle', { value: r.kibPerConn, text: `${fmt(r.kibPerConn, 1)} KiB/conn at ${r.greeted}${r.ok ? '' : ` of ${r.count}`}${r.pss ? ' (PSS)' : ''}`, lowerIsBetter: true });
   }
   for (const r of extras.big) {
     put(r.server, '50mb', { value: r.growthMiB, text: `RSS +${fmt(r.growthMiB, 1)} MiB${r.ok ? '' : ' (errors)'}`, lowerIsBetter: true });
@@ -1136,14 +1142,15 @@ async function main() {
       }
     }
 
-    // -- idle connections: one-process servers only
+    // -- idle connections: one-process servers, and qpsmtpd with fewer (a process each)
     if (want('idle')) {
-      for (const name of servers.filter((s) => SERVERS[s].procs === 1 && s !== 'ours-maildir')) {
+      for (const name of servers.filter((s) => (SERVERS[s].procs === 1 || SERVERS[s].idleMax !== undefined) && s !== 'ours-maildir')) {
         if (interrupted) return;
         try {
-          const r = await measureIdle(name, setups[name], runDir, opts.idle);
+          const idleMax = SERVERS[name].idleMax;
+          const r = await measureIdle(name, setups[name], runDir, Math.min(opts.idle, idleMax ?? Infinity), idleMax !== undefined, SERVERS[name].idleWaitS);
           extras.idle.push(r);
-          log(`idle ${name} (ulimit -n ${r.fdLimit}): ${r.line}; RSS ${fmt(r.rssBeforeKb / 1024, 1)} -> ${fmt(r.rssAfterKb / 1024, 1)} MiB = ${fmt(r.kibPerConn, 1)} KiB/conn`);
+          log(`idle ${name} (ulimit -n ${r.fdLimit}): ${r.line}; ${r.pss ? 'PSS sum' : 'RSS'} ${fmt(r.rssBeforeKb / 1024, 1)} -> ${fmt(r.rssAfterKb / 1024, 1)} MiB = ${fmt(r.kibPerConn, 1)} KiB/conn`);
         } catch (err) {
           failures.push(`idle ${name}: ${err.message}`);
         }
