@@ -34,8 +34,11 @@ export function plainIp(address: string | undefined): string {
 /** Where a listener accepts: one fixed address, or every address of the host (a wildcard bind). */
 interface LocalSide {
   readonly implicitTls: boolean;
-  /** The listener's own address and port when it is bound to one address; undefined for a wildcard. */
-  readonly fixed: { readonly ip: string; readonly port: number } | undefined;
+  /**
+   * The listener's own address and port when it is bound to one address; undefined for a wildcard
+   * (and until the listener is bound: the port may be the one the system chose).
+   */
+  fixed: { readonly ip: string; readonly port: number } | undefined;
 }
 
 /**
@@ -104,7 +107,7 @@ function listenOne(app: App, address: ListenAddress): Promise<Server> {
   return new Promise((resolve, reject) => {
     // allowHalfOpen: a client that sends its last commands and then shuts down its sending side
     // (QUIT, then FIN) still gets the replies to them; the session closes the socket when it ends.
-    const local: { implicitTls: boolean; fixed: LocalSide['fixed'] } = { implicitTls: address.implicitTls === true, fixed: undefined };
+    const local: LocalSide = { implicitTls: address.implicitTls === true, fixed: undefined };
     const server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
       socket.on('error', () => undefined);
       void app.handle(new StreamConn(socketEndpoints(socket, local), socket, socket));
