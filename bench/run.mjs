@@ -39,7 +39,7 @@
 // Every server it started is stopped by its PID, with its whole process tree, on errors and Ctrl-C too.
 //
 // Options:
-//   --quick                 smaller counts and one round: a smoke run of a minute or two
+//   --quick                 smaller counts and one round: a smoke run of a few minutes
 //   --only SCENARIO,...     small,reuse,100k,r10,startup,idle,50mb (default: all)
 //   --servers NAME,...      ours,ours-maildir,ours-w2,haraka,haraka-n2,qpsmtpd,node-floor,sink (default: all)
 //   --repeat N              rounds of measured runs (default 3; --quick 1); the median is reported
