@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// `npm run bench`: qpsmtpd side by side with Haraka and Postfix's smtp-sink, on this machine, in one
-// run (issue 6). Not part of `npm test`: these are figures, not assertions. See bench/README.md.
+// `npm run bench`: qpsmtpd-ts side by side with Haraka, qpsmtpd itself (Perl) and Postfix's
+// smtp-sink, on this machine, in one run (issue 6). Not part of `npm test`: these are figures, not
+// assertions. See bench/README.md.
 //
 // What it does:
 //   1. Gets its tools into a cache folder (default ~/.cache/qpsmtpd-bench, or $XDG_CACHE_HOME, or
