@@ -404,14 +404,17 @@ function ensureHaraka(cache) {
   return { main, dir };
 }
 
-/** Debian packages to install with apt-get; true when apt-get succeeded (after an update if needed). */
+/**
+ * Install Debian packages with apt-get (again after an update if the first try fails). Callers
+ * check afterwards for what they need rather than trusting apt-get's exit status.
+ */
 function aptInstall(packages) {
-  if (!isRoot || !has('apt-get')) return false;
+  if (!isRoot || !has('apt-get')) return;
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  const install = () => spawnSync('apt-get', ['install', '-y', '--no-install-recommends', ...packages], { env, encoding: 'utf8' });
-  if (install().status === 0) return true;
+  const install = () => spawnSync('apt-get', ['install', '-y', '--no-install-recommends', ...packages], { env, stdio: 'ignore' });
+  if (install().status === 0) return;
   spawnSync('apt-get', ['update'], { env, stdio: 'ignore' });
-  return install().status === 0;
+  install();
 }
 
 /** The Perl modules qpsmtpd-prefork loads with rcpt_ok and a discard queue, and their Debian packages. */

@@ -30,7 +30,6 @@ async function* files(dir) {
   }
 }
 
-
 /** `export { a, b as c, type T } from './x.ts'` lines of src/index.ts: exported name -> its module. */
 async function apiExportMap() {
   const index = join(root, 'src', 'index.ts');
