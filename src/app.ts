@@ -26,6 +26,7 @@ import type { SessionApi } from './session/session-api.ts';
 import { CORE } from './session/responders.ts';
 import { formatReply } from './protocol/reply.ts';
 import { makeMemoryRelief } from './util/memory-relief.ts';
+import { LiveList } from './util/live-list.ts';
 import { Transaction } from './session/transaction.ts';
 
 export interface AppOptions {
@@ -84,7 +85,8 @@ const DEFAULT_MAX_CONNECTIONS = 1000;
 
 export class App {
   private snapshot: Snapshot;
-  private readonly running = new Set<Running>();
+  /** A linked list, not a Set: see LiveList for what a Set's churn costs the garbage collector. */
+  private readonly running = new LiveList<Running>();
   private readonly clients = new ClientCounter();
   private connectionCount = 0;
   private spoolCount = 0;
@@ -168,14 +170,13 @@ export class App {
       relieveMemory: this.relieveMemory,
       clients: this.clients,
     });
-    const entry: Running = { session, conn, snapshot: snap };
-    this.running.add(entry);
+    const membership = this.running.add({ session, conn, snapshot: snap });
     if (this.stopping) session.stop();
     prepare?.(session);
     try {
       await session.run();
     } finally {
-      this.running.delete(entry);
+      membership.remove();
       if (this.retiring.has(snap)) await this.retireIdle();
     }
   }
