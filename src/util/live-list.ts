@@ -14,13 +14,13 @@ export interface Membership {
   remove(): void;
 }
 
-interface Link<T> extends Membership {
+interface Link<T extends object> extends Membership {
   item: T | undefined;
   prev: Link<T> | undefined;
   next: Link<T> | undefined;
 }
 
-export class LiveList<T> implements Iterable<T> {
+export class LiveList<T extends object> implements Iterable<T> {
   private head: Link<T> | undefined;
   private count = 0;
 

@@ -4,46 +4,49 @@ import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { LiveList, type Membership } from '../../src/util/live-list.ts';
 
+/** Items are objects (sessions); these carry a name to compare by. */
+const item = (name: string): { name: string } => ({ name });
+const names = (list: Iterable<{ name: string }>): string[] => [...list].map((x) => x.name);
+
 test('add and remove keep the size; iteration gives the items present, newest first', () => {
-  const list = new LiveList<string>();
-  const a = list.add('a');
-  const b = list.add('b');
-  const c = list.add('c');
+  const list = new LiveList<{ name: string }>();
+  const a = list.add(item('a'));
+  const b = list.add(item('b'));
+  const c = list.add(item('c'));
   assert.equal(list.size, 3);
-  assert.deepEqual([...list], ['c', 'b', 'a']);
+  assert.deepEqual(names(list), ['c', 'b', 'a']);
   b.remove();
-  assert.deepEqual([...list], ['c', 'a']);
+  assert.deepEqual(names(list), ['c', 'a']);
   c.remove();
-  assert.deepEqual([...list], ['a']);
+  assert.deepEqual(names(list), ['a']);
   a.remove();
-  assert.deepEqual([...list], []);
+  assert.deepEqual(names(list), []);
   assert.equal(list.size, 0);
-  list.add('d');
-  assert.deepEqual([...list], ['d']);
+  list.add(item('d'));
+  assert.deepEqual(names(list), ['d']);
 });
 
 test('removing twice changes nothing the second time', () => {
-  const list = new LiveList<number>();
-  const one = list.add(1);
-  list.add(2);
+  const list = new LiveList<{ name: string }>();
+  const one = list.add(item('1'));
+  list.add(item('2'));
   one.remove();
   one.remove();
   assert.equal(list.size, 1);
-  assert.deepEqual([...list], [2]);
+  assert.deepEqual(names(list), ['2']);
 });
 
 test('removing items while iterating: the current one, the next one, and all of them', () => {
-  const list = new LiveList<number>();
-  const members = [1, 2, 3, 4, 5].map((n) => list.add(n));
-  const byItem = new Map([1, 2, 3, 4, 5].map((n, i) => [n, members[i]!]));
+  const list = new LiveList<{ name: string }>();
+  const byName = new Map(['1', '2', '3', '4', '5'].map((n) => [n, list.add(item(n))]));
 
-  const seen: number[] = [];
-  for (const n of list) {
-    seen.push(n);
-    byItem.get(n)!.remove(); // the current one
-    if (n === 4) byItem.get(3)!.remove(); // the next one
+  const seen: string[] = [];
+  for (const { name } of list) {
+    seen.push(name);
+    byName.get(name)!.remove(); // the current one
+    if (name === '4') byName.get('3')!.remove(); // the next one
   }
-  assert.deepEqual(seen, [5, 4, 2, 1]);
+  assert.deepEqual(seen, ['5', '4', '2', '1']);
   assert.equal(list.size, 0);
 });
 
