@@ -74,7 +74,8 @@ export default class Arc extends Plugin {
   async verify(tx: Transaction): Promise<HookResult> {
     // A relay client's mail is only verified when it is to be sealed (the cv= must be known).
     if (this.connection.relayClient && !(this.sealDomain !== undefined && this.sealRelay)) return DECLINED;
-    const resolver = authResolver(this.dns, deadline(this.timeoutMs, this.signal).signal);
+    const limit = deadline(this.timeoutMs, this.signal);
+    const resolver = authResolver(this.dns, limit.signal);
     let check: ArcCheck;
     try {
       const verification =
@@ -84,6 +85,8 @@ export default class Arc extends Plugin {
     } catch (err) {
       this.log(LOGERROR, `error, verification failed: ${(err as Error).message}`);
       check = { result: 'fail', instance: 0, comment: 'verification failed', sealable: false, cv: 'fail' };
+    } finally {
+      limit.release();
     }
     tx.notes['arc_result'] = check;
     const comment = check.result === 'none' ? undefined : (check.comment ?? `i=${check.instance}`);

@@ -100,11 +100,11 @@ export default class Dkim extends Plugin {
   async verify(tx: Transaction): Promise<HookResult> {
     if (this.connection.relayClient) return DECLINED; // signed at queue_pre instead
     if (isImmune(this)) return DECLINED;
-    const signal = deadline(this.timeoutMs, this.signal).signal;
+    const limit = deadline(this.timeoutMs, this.signal);
     let verification: DkimVerification;
     try {
       verification = await verifyDkim(tx.bodyStream(), {
-        resolver: authResolver(this.dns, signal),
+        resolver: authResolver(this.dns, limit.signal),
         sender: tx.sender?.address,
         minBitLength: this.minBits,
       });
@@ -113,6 +113,8 @@ export default class Dkim extends Plugin {
       tx.authResults.push(formatAuthResult({ method: 'dkim', result: 'temperror', comment: 'verification failed' }));
       tx.notes['dkim_result'] = 'temperror';
       return DECLINED;
+    } finally {
+      limit.release();
     }
     const signatures = verification.signatures;
     const overall = overallDkimResult(signatures);

@@ -121,18 +121,23 @@ export default class Dmarc extends Plugin {
       this.log(LOGINFO, `fail, ${from.length} From addresses`);
       return DECLINED;
     }
-    const signal = deadline(this.timeoutMs, this.signal).signal;
-    const resolver = authResolver(this.dns, signal);
     const spf = tx.notes['dmarc_spf'] as { domain?: string; result?: string } | undefined;
     const spfDomains = spf?.result === 'pass' && spf.domain ? [spf.domain] : [];
-    let signatures = tx.notes['dkim_results'] as DkimSignatureCheck[] | undefined;
-    if (signatures === undefined) {
-      // No dkim plugin before us: verify here, once.
-      const verification: DkimVerification = await verifyDkim(tx.bodyStream(), { resolver, sender: tx.sender?.address });
-      signatures = [...verification.signatures];
+    const limit = deadline(this.timeoutMs, this.signal);
+    let check: Awaited<ReturnType<typeof checkDmarc>>;
+    try {
+      const resolver = authResolver(this.dns, limit.signal);
+      let signatures = tx.notes['dkim_results'] as DkimSignatureCheck[] | undefined;
+      if (signatures === undefined) {
+        // No dkim plugin before us: verify here, once.
+        const verification: DkimVerification = await verifyDkim(tx.bodyStream(), { resolver, sender: tx.sender?.address });
+        signatures = [...verification.signatures];
+      }
+      const dkimDomains = [...new Set(signatures.filter((s) => s.result === 'pass').map((s) => s.domain))];
+      check = await checkDmarc({ headerFrom: from, spfDomains, dkimDomains, resolver });
+    } finally {
+      limit.release();
     }
-    const dkimDomains = [...new Set(signatures.filter((s) => s.result === 'pass').map((s) => s.domain))];
-    const check = await checkDmarc({ headerFrom: from, spfDomains, dkimDomains, resolver });
 
     let disposition: DmarcPolicy = 'none';
     let sampledOut = false;

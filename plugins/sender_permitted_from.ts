@@ -113,14 +113,19 @@ export default class SenderPermittedFrom extends Plugin {
       tx.notes['dmarc_spf'] = { scope: 'helo', result: 'none' };
       return DECLINED;
     }
-    const signal = deadline(this.timeoutMs, this.signal).signal;
-    const check = await checkSpf({
-      ip: c.remoteIp,
-      sender: nullSender ? '' : `${sender.user}@${sender.host.toLowerCase()}`,
-      helo,
-      receiver: this.qp.me,
-      resolver: authResolver(this.dns, signal),
-    });
+    const limit = deadline(this.timeoutMs, this.signal);
+    let check: Awaited<ReturnType<typeof checkSpf>>;
+    try {
+      check = await checkSpf({
+        ip: c.remoteIp,
+        sender: nullSender ? '' : `${sender.user}@${sender.host.toLowerCase()}`,
+        helo,
+        receiver: this.qp.me,
+        resolver: authResolver(this.dns, limit.signal),
+      });
+    } finally {
+      limit.release();
+    }
     const code = check.result;
     const why = check.explanation;
     const note: SpfQueryNote = {

@@ -23,17 +23,24 @@ export class DeadlineExceeded extends Error {
 
 export function deadline(ms: number, outer?: AbortSignal): Deadline {
   const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(new DeadlineExceeded(ms)), ms);
+  // Whichever ends it first lets go of the other: a deadline whose outer signal fired keeps no
+  // timer running, and one whose time ran out keeps no listener on the outer signal. (Until then
+  // the timer holds the controller and the outer signal: hence `release()` once the work is done.)
+  const release = (): void => {
+    clearTimeout(timer);
+    outer?.removeEventListener('abort', onOuterAbort);
+  };
+  const onOuterAbort = (): void => {
+    release();
+    controller.abort(outer?.reason);
+  };
+  const timer = setTimeout(() => {
+    release();
+    controller.abort(new DeadlineExceeded(ms));
+  }, ms);
   // The work it limits keeps the process alive if it must; an unreleased deadline need not.
   timer.unref();
-  const onOuterAbort = (): void => controller.abort(outer?.reason);
   if (outer?.aborted) onOuterAbort();
   else outer?.addEventListener('abort', onOuterAbort, { once: true });
-  return {
-    signal: controller.signal,
-    release() {
-      clearTimeout(timer);
-      outer?.removeEventListener('abort', onOuterAbort);
-    },
-  };
+  return { signal: controller.signal, release };
 }

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setImmediate as tick } from 'node:timers/promises';
+import { getEventListeners } from 'node:events';
 import { DeadlineExceeded, deadline } from '../../src/util/deadline.ts';
 
 test('fires after its time even when nothing else holds the signal and the heap is collected', async () => {
@@ -37,4 +38,28 @@ test("fires with the outer signal's reason when that comes first; release stops 
   released.release();
   await new Promise((resolve) => setTimeout(resolve, 60)); // a ref'd timer: the process waits
   assert.equal(released.signal.aborted, false);
+});
+
+test('whichever ends it first lets go of the other: the outer signal stops the timer, the timer stops the listening', async () => {
+  const cleared: unknown[] = [];
+  const realClear = globalThis.clearTimeout;
+  globalThis.clearTimeout = ((timer?: Parameters<typeof clearTimeout>[0]) => {
+    cleared.push(timer);
+    realClear(timer);
+  }) as typeof clearTimeout;
+  try {
+    const outer = new AbortController();
+    deadline(10_000, outer.signal);
+    outer.abort(new Error('hook timed out'));
+    assert.equal(cleared.length, 1, 'the timer was cleared when the outer signal fired');
+  } finally {
+    globalThis.clearTimeout = realClear;
+  }
+
+  const outer = new AbortController();
+  const limit = deadline(20, outer.signal);
+  assert.equal(getEventListeners(outer.signal, 'abort').length, 1);
+  await new Promise((resolve) => setTimeout(resolve, 60));
+  assert.ok(limit.signal.reason instanceof DeadlineExceeded);
+  assert.equal(getEventListeners(outer.signal, 'abort').length, 0, 'no listener left on the outer signal');
 });
