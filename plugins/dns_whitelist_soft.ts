@@ -44,9 +44,8 @@ export default class DnsWhitelistSoft extends Plugin {
     const ip = this.connection.remoteIp;
     const reversed = reverseIpLabels(ip);
     if (reversed === undefined) return DECLINED;
-    const signal = withTimeout(this.signal, this.timeout);
     const asked = zones.map((zone) => ({ zone, txt: true }));
-    const { listed, failed } = await askZones(this.dns, asked, (zone) => `${reversed}.${zone}`, signal);
+    const { listed, failed } = await withTimeout(this.signal, this.timeout, (signal) => askZones(this.dns, asked, (zone) => `${reversed}.${zone}`, signal));
     for (const f of failed) this.log(LOGERROR, `${f.zone}: temporary error (${f.code})`);
     const first = listed[0];
     if (first === undefined) {

@@ -132,9 +132,8 @@ export default class Dnsbl extends Plugin {
       return DECLINED;
     }
 
-    const signal = withTimeout(this.signal, this.timeout);
     const asked = zones.map((z) => ({ zone: z.zone, txt: z.message === undefined }));
-    const { listed, failed } = await askZones(this.dns, asked, (zone) => `${reversed}.${zone}`, signal);
+    const { listed, failed } = await withTimeout(this.signal, this.timeout, (signal) => askZones(this.dns, asked, (zone) => `${reversed}.${zone}`, signal));
     for (const f of failed) this.log(LOGERROR, `${f.zone}: temporary error (${f.code}), not counted`);
     const first = listed[0];
     if (first === undefined) {

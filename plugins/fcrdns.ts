@@ -61,8 +61,7 @@ export default class Fcrdns extends Plugin {
       return DECLINED;
     }
     const notes = this.connection.notes;
-    const signal = withTimeout(this.signal, this.timeout);
-    const { outcome, names, name, detail } = await this.confirm(ip, signal);
+    const { outcome, names, name, detail } = await withTimeout(this.signal, this.timeout, (signal) => this.confirm(ip, signal));
     notes['fcrdns'] = outcome;
     notes['fcrdns_ptr'] = names;
     if (name !== undefined) notes['fcrdns_name'] = name;

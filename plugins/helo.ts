@@ -170,7 +170,11 @@ export default class Helo extends Plugin {
     const notes = this.connection.notes;
     delete notes['helo_forward_match'];
     delete notes['helo_reverse_match'];
-    const dns: DnsState = { signal: withTimeout(this.signal, this.timeout), unknown: false };
+    return withTimeout(this.signal, this.timeout, (signal) => this.runChecks(host, { signal, unknown: false }));
+  }
+
+  /** The configured tests in order; the first that fails decides. */
+  private async runChecks(host: string, dns: DnsState): Promise<HookResult> {
     const checks: Record<TestName, Check> = {
       is_in_badhelo: (h) => this.isInBadhelo(h),
       invalid_localhost: (h) => this.invalidLocalhost(h),

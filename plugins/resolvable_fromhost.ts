@@ -126,7 +126,11 @@ export default class ResolvableFromhost extends Plugin {
       adjustKarma(this, -1);
       return { pass: 'ip' };
     }
-    const signal = withTimeout(this.signal, this.timeout);
+    return withTimeout(this.signal, this.timeout, (signal) => this.lookUpHost(host, signal));
+  }
+
+  /** MX, then A/AAAA of the MX hosts or of the host itself. */
+  private async lookUpHost(host: string, signal: AbortSignal): Promise<Verdict> {
     const mx = await lookUp(this.dns, host, 'MX', signal);
     if (mx.status === 'error') return { temp: `MX of ${host}: ${mx.code}` };
     if (mx.status === 'none' && mx.code === 'ENOTFOUND') return { fail: `${host} does not exist` };

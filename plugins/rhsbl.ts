@@ -73,9 +73,8 @@ export default class Rhsbl extends Plugin {
       this.log(LOGINFO, 'pass, no zones');
       return DECLINED;
     }
-    const signal = withTimeout(this.signal, this.timeout);
     const asked = zones.map((z) => ({ zone: z.zone, txt: z.message === undefined }));
-    const { listed: listing, failed } = await askZones(this.dns, asked, (zone) => `${host}.${zone}`, signal);
+    const { listed: listing, failed } = await withTimeout(this.signal, this.timeout, (signal) => askZones(this.dns, asked, (zone) => `${host}.${zone}`, signal));
     for (const f of failed) this.log(LOGERROR, `${f.zone}: temporary error (${f.code}), not counted`);
     const first = listing[0];
     if (first === undefined) {

@@ -136,10 +136,9 @@ export default class Uribl extends Plugin {
       return DECLINED;
     }
     this.log(LOGDEBUG, `asking about ${names.join(', ')}`);
-    const signal = withTimeout(this.signal, this.timeout);
     const jobs = names.flatMap((name) => zones.map((zone) => ({ name, zone })));
     const started = performance.now();
-    const results = await inParallel(jobs, PARALLEL, ({ name, zone }) => this.ask(name, zone, signal));
+    const results = await withTimeout(this.signal, this.timeout, (signal) => inParallel(jobs, PARALLEL, ({ name, zone }) => this.ask(name, zone, signal)));
     const matches = results.filter((m): m is Match => m !== undefined);
     this.log(LOGINFO, `${jobs.length} lookups finished in ${((performance.now() - started) / 1000).toFixed(2)} s (${matches.length} match${matches.length === 1 ? '' : 'es'})`);
     if (matches.length === 0) {

@@ -34,13 +34,21 @@ export async function lookUp<T extends RecordType>(resolver: DnsResolver, name: 
 }
 
 /**
- * `signal`, firing also after `seconds` (a plugin's `timeout` argument); `signal` itself when
- * `seconds` is undefined or not positive.
+ * Run `work` with `signal`, made to fire also after `seconds` (a plugin's `timeout` argument);
+ * with `signal` itself when `seconds` is undefined or not positive. The time limit ends with the
+ * work: left running, its timer would hold the hook's signal for all those seconds.
+ *
+ *   const { listed } = await withTimeout(this.signal, this.timeout, (signal) => askZones(..., signal));
  */
-export function withTimeout(signal: AbortSignal, seconds: number | undefined): AbortSignal {
-  if (seconds === undefined || !(seconds > 0)) return signal;
+export async function withTimeout<T>(signal: AbortSignal, seconds: number | undefined, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  if (seconds === undefined || !(seconds > 0)) return work(signal);
   // deadline(), not AbortSignal.any + AbortSignal.timeout (which Node 20 may lose to GC).
-  return deadline(Math.round(seconds * 1000), signal).signal;
+  const limit = deadline(Math.round(seconds * 1000), signal);
+  try {
+    return await work(limit.signal);
+  } finally {
+    limit.release();
+  }
 }
 
 /** The text of a TXT answer: each record's strings joined, records separated by a space. */
