@@ -83,28 +83,25 @@ async function limitsDuring(session: () => Promise<void>): Promise<{ started: nu
   return { started: started.size, running: running.size };
 }
 
+/** One message from someone@sender.example at 192.0.2.7 through `to`, which must accept it. */
+async function deliver(to: TestServer, message: string): Promise<void> {
+  const session = await to.connect({ remoteIp: '192.0.2.7' });
+  const result = await session.sendMail('someone@sender.example', ['rcpt@receiver.example'], message, { helo: 'client.sender.example' });
+  await session.quit();
+  assert.equal(result.accepted, true, JSON.stringify(result));
+}
+
 test('every time limit of the sender checks is stopped once its check is done', async () => {
-  const limits = await limitsDuring(async () => {
-    const unsigned = buildMessage({ from: 'someone@sender.example', subject: 'limits' }).replace(/\r?\n/g, '\r\n');
-    const field = await signDkim(Buffer.from(unsigned), { domain: 'sender.example', selector: 'k', privateKey: key.privateKey });
-    const message = `${field.name}: ${field.value}\r\n${unsigned}`;
-    const session = await server.connect({ remoteIp: '192.0.2.7' });
-    const result = await session.sendMail('someone@sender.example', ['rcpt@receiver.example'], message, { helo: 'client.sender.example' });
-    await session.quit();
-    assert.equal(result.accepted, true, JSON.stringify(result));
-  });
+  const unsigned = buildMessage({ from: 'someone@sender.example', subject: 'limits' }).replace(/\r?\n/g, '\r\n');
+  const field = await signDkim(Buffer.from(unsigned), { domain: 'sender.example', selector: 'k', privateKey: key.privateKey });
+  const limits = await limitsDuring(() => deliver(server, `${field.name}: ${field.value}\r\n${unsigned}`));
   assert.equal(limits.started, 4, 'one limit per check: SPF, DKIM, ARC, DMARC');
   assert.equal(limits.running, 0, `${limits.running} of ${limits.started} limits still running`);
 });
 
 test('so is every time limit of the DNS list and host checks given a timeout', async () => {
-  const limits = await limitsDuring(async () => {
-    const message = buildMessage({ from: 'someone@sender.example', body: 'See http://www.example.test/offer now.\n' });
-    const session = await dnsPlugins.connect({ remoteIp: '192.0.2.7' });
-    const result = await session.sendMail('someone@sender.example', ['rcpt@receiver.example'], message, { helo: 'client.sender.example' });
-    await session.quit();
-    assert.equal(result.accepted, true, JSON.stringify(result));
-  });
+  const message = buildMessage({ from: 'someone@sender.example', body: 'See http://www.example.test/offer now.\n' });
+  const limits = await limitsDuring(() => deliver(dnsPlugins, message));
   assert.equal(limits.started, 7, 'one limit per plugin');
   assert.equal(limits.running, 0, `${limits.running} of ${limits.started} limits still running`);
 });
