@@ -44,7 +44,7 @@ import {
   sealArc,
   verifyArc,
   verifyDkim,
-  deadline,
+  withDeadline,
 } from 'qpsmtpd';
 import type { ArcCheck, DkimVerification, HookResult, PluginHost, Transaction } from 'qpsmtpd';
 
@@ -74,19 +74,18 @@ export default class Arc extends Plugin {
   async verify(tx: Transaction): Promise<HookResult> {
     // A relay client's mail is only verified when it is to be sealed (the cv= must be known).
     if (this.connection.relayClient && !(this.sealDomain !== undefined && this.sealRelay)) return DECLINED;
-    const limit = deadline(this.timeoutMs, this.signal);
-    const resolver = authResolver(this.dns, limit.signal);
     let check: ArcCheck;
     try {
-      const verification =
-        (tx.notes['dkim_verification'] as DkimVerification | undefined) ??
-        (await verifyDkim(tx.bodyStream(), { resolver, sender: tx.sender?.address, minBitLength: this.minBits }));
-      check = await verifyArc(verification, resolver, this.minBits);
+      check = await withDeadline(this.timeoutMs, this.signal, async (signal) => {
+        const resolver = authResolver(this.dns, signal);
+        const verification =
+          (tx.notes['dkim_verification'] as DkimVerification | undefined) ??
+          (await verifyDkim(tx.bodyStream(), { resolver, sender: tx.sender?.address, minBitLength: this.minBits }));
+        return verifyArc(verification, resolver, this.minBits);
+      });
     } catch (err) {
       this.log(LOGERROR, `error, verification failed: ${(err as Error).message}`);
       check = { result: 'fail', instance: 0, comment: 'verification failed', sealable: false, cv: 'fail' };
-    } finally {
-      limit.release();
     }
     tx.notes['arc_result'] = check;
     const comment = check.result === 'none' ? undefined : (check.comment ?? `i=${check.instance}`);

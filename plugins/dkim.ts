@@ -66,7 +66,7 @@ import {
   pairArguments,
   signDkim,
   verifyDkim,
-  deadline,
+  withDeadline,
 } from 'qpsmtpd';
 import type { DkimSignatureCheck, DkimVerification, HookResult, PluginHost, Transaction } from 'qpsmtpd';
 
@@ -100,21 +100,16 @@ export default class Dkim extends Plugin {
   async verify(tx: Transaction): Promise<HookResult> {
     if (this.connection.relayClient) return DECLINED; // signed at queue_pre instead
     if (isImmune(this)) return DECLINED;
-    const limit = deadline(this.timeoutMs, this.signal);
     let verification: DkimVerification;
     try {
-      verification = await verifyDkim(tx.bodyStream(), {
-        resolver: authResolver(this.dns, limit.signal),
-        sender: tx.sender?.address,
-        minBitLength: this.minBits,
-      });
+      verification = await withDeadline(this.timeoutMs, this.signal, (signal) =>
+        verifyDkim(tx.bodyStream(), { resolver: authResolver(this.dns, signal), sender: tx.sender?.address, minBitLength: this.minBits }),
+      );
     } catch (err) {
       this.log(LOGERROR, `error, verification failed: ${(err as Error).message}`);
       tx.authResults.push(formatAuthResult({ method: 'dkim', result: 'temperror', comment: 'verification failed' }));
       tx.notes['dkim_result'] = 'temperror';
       return DECLINED;
-    } finally {
-      limit.release();
     }
     const signatures = verification.signatures;
     const overall = overallDkimResult(signatures);

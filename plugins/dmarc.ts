@@ -57,7 +57,7 @@ import {
   isImmune,
   pairArguments,
   verifyDkim,
-  deadline,
+  withDeadline,
 } from 'qpsmtpd';
 import type { DkimSignatureCheck, DkimVerification, DmarcCheck, DmarcPolicy, HookResult, PluginHost, Transaction } from 'qpsmtpd';
 
@@ -123,10 +123,8 @@ export default class Dmarc extends Plugin {
     }
     const spf = tx.notes['dmarc_spf'] as { domain?: string; result?: string } | undefined;
     const spfDomains = spf?.result === 'pass' && spf.domain ? [spf.domain] : [];
-    const limit = deadline(this.timeoutMs, this.signal);
-    let check: Awaited<ReturnType<typeof checkDmarc>>;
-    try {
-      const resolver = authResolver(this.dns, limit.signal);
+    const check = await withDeadline(this.timeoutMs, this.signal, async (signal) => {
+      const resolver = authResolver(this.dns, signal);
       let signatures = tx.notes['dkim_results'] as DkimSignatureCheck[] | undefined;
       if (signatures === undefined) {
         // No dkim plugin before us: verify here, once.
@@ -134,10 +132,8 @@ export default class Dmarc extends Plugin {
         signatures = [...verification.signatures];
       }
       const dkimDomains = [...new Set(signatures.filter((s) => s.result === 'pass').map((s) => s.domain))];
-      check = await checkDmarc({ headerFrom: from, spfDomains, dkimDomains, resolver });
-    } finally {
-      limit.release();
-    }
+      return checkDmarc({ headerFrom: from, spfDomains, dkimDomains, resolver });
+    });
 
     let disposition: DmarcPolicy = 'none';
     let sampledOut = false;

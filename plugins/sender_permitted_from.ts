@@ -57,7 +57,7 @@ import {
   isImmune,
   pairArguments,
   receivedSpfValue,
-  deadline,
+  withDeadline,
 } from 'qpsmtpd';
 import type { Address, EsmtpParams, HookResult, PluginHost, SpfCheck, Transaction } from 'qpsmtpd';
 
@@ -113,19 +113,15 @@ export default class SenderPermittedFrom extends Plugin {
       tx.notes['dmarc_spf'] = { scope: 'helo', result: 'none' };
       return DECLINED;
     }
-    const limit = deadline(this.timeoutMs, this.signal);
-    let check: Awaited<ReturnType<typeof checkSpf>>;
-    try {
-      check = await checkSpf({
+    const check = await withDeadline(this.timeoutMs, this.signal, (signal) =>
+      checkSpf({
         ip: c.remoteIp,
         sender: nullSender ? '' : `${sender.user}@${sender.host.toLowerCase()}`,
         helo,
         receiver: this.qp.me,
-        resolver: authResolver(this.dns, limit.signal),
-      });
-    } finally {
-      limit.release();
-    }
+        resolver: authResolver(this.dns, signal),
+      }),
+    );
     const code = check.result;
     const why = check.explanation;
     const note: SpfQueryNote = {

@@ -82,7 +82,7 @@ export {
 export type { IpFamily, IpAddress, Cidr, IpListMatch } from './net/ip.ts';
 
 // Time limits that survive garbage collection (instead of AbortSignal.any + AbortSignal.timeout)
-export { deadline, DeadlineExceeded } from './util/deadline.ts';
+export { deadline, withDeadline, DeadlineExceeded } from './util/deadline.ts';
 export type { Deadline } from './util/deadline.ts';
 
 // DNS (the daemon's resolver is `this.dns` in a plugin)

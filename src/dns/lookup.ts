@@ -11,7 +11,7 @@
  * Every lookup is bounded twice: by the resolver (`dns_timeout` per try, `dns_tries` rounds) and
  * by the signal (the hook's time limit, `plugin_timeout`; `withTimeout` adds a plugin's own cap).
  */
-import { deadline } from '../util/deadline.ts';
+import { withDeadline } from '../util/deadline.ts';
 import type { DnsResolver } from './resolver.ts';
 import type { RecordType, RecordsOf } from './wire.ts';
 import { DnsError, type DnsErrorCode } from './errors.ts';
@@ -42,13 +42,8 @@ export async function lookUp<T extends RecordType>(resolver: DnsResolver, name: 
  */
 export async function withTimeout<T>(signal: AbortSignal, seconds: number | undefined, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
   if (seconds === undefined || !(seconds > 0)) return work(signal);
-  // deadline(), not AbortSignal.any + AbortSignal.timeout (which Node 20 may lose to GC).
-  const limit = deadline(Math.round(seconds * 1000), signal);
-  try {
-    return await work(limit.signal);
-  } finally {
-    limit.release();
-  }
+  // A deadline, not AbortSignal.any + AbortSignal.timeout (which Node 20 may lose to GC).
+  return withDeadline(Math.round(seconds * 1000), signal, work);
 }
 
 /** The text of a TXT answer: each record's strings joined, records separated by a space. */

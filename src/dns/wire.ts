@@ -128,11 +128,11 @@ interface DataAnswer {
 function recordOf(type: RecordType, data: unknown): RecordsOf[RecordType][number] {
   switch (type) {
     case 'A':
-      if (!isIPv4Text(String(data))) throw new Error('not an IPv4 address');
-      return String(data);
-    case 'AAAA':
-      if (!isIPv6Text(String(data))) throw new Error('not an IPv6 address');
-      return String(data);
+    case 'AAAA': {
+      const address = String(data);
+      if (!(type === 'A' ? isIPv4Text(address) : isIPv6Text(address))) throw new Error(`not an ${type === 'A' ? 'IPv4' : 'IPv6'} address`);
+      return address;
+    }
     case 'MX': {
       const mx = data as DnsPacket.MxData;
       return { exchange: canonicalName(String(mx.exchange)), priority: Number(mx.preference) };

@@ -44,3 +44,13 @@ export function deadline(ms: number, outer?: AbortSignal): Deadline {
   else outer?.addEventListener('abort', onOuterAbort, { once: true });
   return { signal: controller.signal, release };
 }
+
+/** Run `work` under `deadline(ms, outer)`, released as soon as the work settles. */
+export async function withDeadline<T>(ms: number, outer: AbortSignal | undefined, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const limit = deadline(ms, outer);
+  try {
+    return await work(limit.signal);
+  } finally {
+    limit.release();
+  }
+}
