@@ -9,7 +9,11 @@
  *   with `keep` the bytes pass unchanged and the caller decides (the default policy rejects).
  * - Output is handed to the sink as slices of the input chunks: no copy, no per-line strings.
  * - The state carries over chunk boundaries, so the result is the same however the bytes are split.
+ * - Runs of ordinary lines are skipped by the vector scan of line-scan.ts where this Node can run
+ *   it, and by searching for CR and LF where it cannot; both stop at the same bytes.
  */
+import { lineScanner, type LineScanner } from './line-scan.ts';
+
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -35,9 +39,11 @@ export class DataFramer {
   /** Number of lone CR or LF bytes seen in the content. */
   bareLineEnds = 0;
 
+  /** `scanner`: undefined for the byte search only (tests run both ways). */
   constructor(
     private readonly sink: (part: Buffer) => void,
     private readonly policy: BareLineEndPolicy = 'keep',
+    private readonly scanner: LineScanner | undefined = lineScanner,
   ) {}
 
   get done(): boolean {
@@ -52,6 +58,8 @@ export class DataFramer {
     if (this.state === S.DONE) return chunk;
     const n = chunk.length;
     const normalize = this.policy === 'normalize';
+    const scanner = this.scanner;
+    scanner?.forget();
     let i = 0;
     let seg = 0;
     // Positions of the next CR and LF at or after i; recomputed only when passed, so a chunk
@@ -62,15 +70,34 @@ export class DataFramer {
     while (i < n) {
       switch (this.state) {
         case S.MID: {
-          if (nextCr !== -1 && nextCr < i) nextCr = chunk.indexOf(CR, i);
-          if (nextLf !== -1 && nextLf < i) nextLf = chunk.indexOf(LF, i);
+          // j: the next CR or LF to act on.
           let j: number;
-          if (nextCr === -1) j = nextLf;
-          else if (nextLf === -1) j = nextCr;
-          else j = nextCr < nextLf ? nextCr : nextLf;
-          if (j === -1) {
-            i = n;
-            break;
+          if (scanner !== undefined) {
+            const stop = scanner.next(chunk, i);
+            if (stop > i) {
+              // Nothing to do before `stop`: the byte before it says where a line stands there.
+              // A CR there was no stop, so its LF follows (or the CR ends what was scanned).
+              const before = chunk[stop - 1];
+              this.state = before === LF ? S.LINE_START : before === CR ? S.CR : S.MID;
+              i = stop;
+              break;
+            }
+            // A dot after a lone LF stops the scan, but no line starts there: it is content.
+            if (chunk[i] === DOT) {
+              i++;
+              break;
+            }
+            j = i;
+          } else {
+            if (nextCr !== -1 && nextCr < i) nextCr = chunk.indexOf(CR, i);
+            if (nextLf !== -1 && nextLf < i) nextLf = chunk.indexOf(LF, i);
+            if (nextCr === -1) j = nextLf;
+            else if (nextLf === -1) j = nextCr;
+            else j = nextCr < nextLf ? nextCr : nextLf;
+            if (j === -1) {
+              i = n;
+              break;
+            }
           }
           if (chunk[j] === CR) {
             i = j + 1;
