@@ -14,7 +14,6 @@
  */
 import { lineScanner, type LineScanner } from './line-scan.ts';
 
-
 const CR = 0x0d;
 const LF = 0x0a;
 const DOT = 0x2e;

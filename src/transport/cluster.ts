@@ -33,6 +33,12 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
       const worker = cluster.fork();
       worker.on('message', (message: PrimaryMessage) => {
         if (message?.type !== 'ready') return;
+        // A worker still loading when the stop was sent had no listener for it yet, and Node drops
+        // a message nobody listens to: told again now, or it would serve on and the primary wait.
+        if (stopping) {
+          tell(worker, { type: 'stop' });
+          return;
+        }
         served = true;
         configRetryMs = 0;
         options.log(`worker ${worker.process.pid} ready`);

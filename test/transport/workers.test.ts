@@ -110,3 +110,30 @@ test('--workers 2: a worker dying while the config on disk is broken leaves the 
   daemon.signal('SIGTERM');
   assert.equal((await daemon.waitExit()).code, 0);
 });
+
+test('--workers 2: SIGTERM while a worker is still starting stops that one too, once it is up', async () => {
+  // The first worker to load `slow_start` creates the marker and starts at once; the other waits
+  // 1.5 s in register(), so the primary's stop reaches it before it listens for messages.
+  const root = makeRoot({
+    config: { plugins: ['slow_start', 'probe'] },
+    plugins: {
+      'slow_start.js': `import { mkdirSync } from 'node:fs';
+import { Plugin } from 'qpsmtpd';
+export default class SlowStart extends Plugin {
+  async register() {
+    try { mkdirSync(process.env.SLOW_START_ROOT + '/first'); }
+    catch { await new Promise((resolve) => setTimeout(resolve, 1500)); }
+  }
+}
+`,
+      'probe.js': PROBE_JS,
+    },
+  });
+  const daemon = await startDaemon(root, ['--workers', '2'], { listeners: 1, env: { SLOW_START_ROOT: root } });
+  assert.equal(listeningPids(daemon).length, 1, 'one worker is up, the other still in register()');
+  daemon.signal('SIGTERM');
+  const { code, signal } = await daemon.waitExit(10_000);
+  assert.equal(signal, null);
+  assert.equal(code, 0, daemon.stderr);
+  assert.deepEqual(childPids(daemon.pid), []);
+});
