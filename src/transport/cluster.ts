@@ -28,17 +28,23 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
     let served = false;
     let configRetryMs = 0;
     const recentDeaths: number[] = [];
+    // Workers that have said `ready`, and those a SIGHUP found still loading: Node drops a message
+    // to a worker that has no listener yet, so what the primary says before `ready` is said again.
+    const ready = new WeakSet<Worker>();
+    const reloadWhenReady = new WeakSet<Worker>();
 
     const fork = (): Worker => {
       const worker = cluster.fork();
       worker.on('message', (message: PrimaryMessage) => {
         if (message?.type !== 'ready') return;
-        // A worker still loading when the stop was sent had no listener for it yet, and Node drops
-        // a message nobody listens to: told again now, or it would serve on and the primary wait.
+        ready.add(worker);
+        // Without this the worker would serve on, and the primary wait for it, forever.
         if (stopping) {
           tell(worker, { type: 'stop' });
           return;
         }
+        // It may have read the configuration before the change the SIGHUP announced.
+        if (reloadWhenReady.has(worker)) tell(worker, { type: 'reload' });
         served = true;
         configRetryMs = 0;
         options.log(`worker ${worker.process.pid} ready`);
@@ -58,7 +64,7 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
       if (stopping) return;
       stopping = true;
       exitCode = code;
-      for (const w of workers()) tell(w, { type: 'stop' });
+      for (const w of workers()) if (ready.has(w)) tell(w, { type: 'stop' });
       if (workers().length === 0) finish();
     };
 
@@ -97,7 +103,10 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
 
     const onTerm = (): void => stopAll(0);
     const onHup = (): void => {
-      for (const w of workers()) tell(w, { type: 'reload' });
+      for (const w of workers()) {
+        if (ready.has(w)) tell(w, { type: 'reload' });
+        else reloadWhenReady.add(w);
+      }
     };
     process.on('SIGTERM', onTerm);
     process.on('SIGINT', onTerm);

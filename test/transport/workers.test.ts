@@ -7,10 +7,12 @@
  * running one does. The `probe` plugin's greeting tells which process answered.
  */
 import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import {
   ACCEPT_ALL_JS,
+  DENY_RCPT_JS,
   PROBE_JS,
   SmtpClient,
   alive,
@@ -22,6 +24,7 @@ import {
   sessionOn,
   startDaemon,
   waitFor,
+  writeText,
   type Daemon,
 } from '../helpers/daemon.ts';
 
@@ -111,29 +114,60 @@ test('--workers 2: a worker dying while the config on disk is broken leaves the 
   assert.equal((await daemon.waitExit()).code, 0);
 });
 
-test('--workers 2: SIGTERM while a worker is still starting stops that one too, once it is up', async () => {
-  // The first worker to load `slow_start` creates the marker and starts at once; the other waits
-  // 1.5 s in register(), so the primary's stop reaches it before it listens for messages.
-  const root = makeRoot({
-    config: { plugins: ['slow_start', 'probe'] },
-    plugins: {
-      'slow_start.js': `import { mkdirSync } from 'node:fs';
+/**
+ * `slow_start` holds one worker in register() for 1.5 s: the first worker to load it creates the
+ * folder `first` and goes on; the other writes `waiting-<pid>` and sleeps. Resolves once one worker
+ * serves and the other is in that sleep: up, but not yet listening for the primary's messages.
+ */
+const SLOW_START_JS = `import { mkdirSync, writeFileSync } from 'node:fs';
 import { Plugin } from 'qpsmtpd';
 export default class SlowStart extends Plugin {
   async register() {
-    try { mkdirSync(process.env.SLOW_START_ROOT + '/first'); }
-    catch { await new Promise((resolve) => setTimeout(resolve, 1500)); }
+    const root = process.env.SLOW_START_ROOT;
+    try { mkdirSync(root + '/first'); return; } catch {}
+    writeFileSync(root + '/waiting-' + process.pid, '');
+    await new Promise((resolve) => setTimeout(resolve, 1500));
   }
 }
-`,
-      'probe.js': PROBE_JS,
-    },
+`;
+
+async function startWithOneSlowWorker(plugins: string[]): Promise<{ root: string; daemon: Daemon; slow: number }> {
+  const root = makeRoot({
+    config: { plugins: ['slow_start', ...plugins] },
+    plugins: { 'slow_start.js': SLOW_START_JS, 'probe.js': PROBE_JS, 'accept_all.js': ACCEPT_ALL_JS, 'deny_rcpt.js': DENY_RCPT_JS },
   });
   const daemon = await startDaemon(root, ['--workers', '2'], { listeners: 1, env: { SLOW_START_ROOT: root } });
-  assert.equal(listeningPids(daemon).length, 1, 'one worker is up, the other still in register()');
+  const slow = await daemon.until(() => {
+    const name = readdirSync(root).find((f) => f.startsWith('waiting-'));
+    return name === undefined ? undefined : Number(name.slice('waiting-'.length));
+  }, 'the second worker in register()');
+  assert.equal(listeningPids(daemon).length, 1, 'one worker serves, the other is still loading');
+  return { root, daemon, slow };
+}
+
+test('--workers 2: SIGTERM while a worker is still starting stops that one too, once it is up', async () => {
+  const { daemon } = await startWithOneSlowWorker(['probe']);
   daemon.signal('SIGTERM');
   const { code, signal } = await daemon.waitExit(10_000);
   assert.equal(signal, null);
   assert.equal(code, 0, daemon.stderr);
   assert.deepEqual(childPids(daemon.pid), []);
+});
+
+test('--workers 2: SIGHUP while a worker is still starting reloads that one too, once it is up', async () => {
+  const { root, daemon, slow } = await startWithOneSlowWorker(['probe', 'accept_all']);
+  // The slow worker read config/plugins before this change: only a reload gives it deny_rcpt.
+  writeText(join(root, 'config', 'plugins'), 'slow_start\nprobe\ndeny_rcpt closed since the reload\naccept_all\n');
+  const from = daemon.stderr.length;
+  daemon.signal('SIGHUP');
+  await daemon.waitForLog(new RegExp(`^${slow} .*configuration and plugins reloaded`, 'm'), from);
+  const client = await sessionOn(daemon, slow, daemon.port);
+  await client.expect('EHLO client.example.test', 250);
+  await client.expect('MAIL FROM:<a@example.test>', 250);
+  const reply = await client.command('RCPT TO:<b@example.test>');
+  assert.equal(reply.code, 550, reply.raw);
+  assert.match(reply.raw, /closed since the reload/);
+  await client.quit();
+  daemon.signal('SIGTERM');
+  assert.equal((await daemon.waitExit()).code, 0, daemon.stderr);
 });
