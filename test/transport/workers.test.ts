@@ -1,6 +1,7 @@
 /**
  * `--workers 2`: the primary forks two workers sharing the listening socket; both serve; a worker
- * killed is replaced and service goes on; SIGTERM to the primary stops everything with exit 0.
+ * killed is replaced and service goes on; SIGTERM to the primary stops everything with exit 0, and
+ * SIGTERM or SIGHUP reach a worker that was still loading when they came.
  *
  * Which worker takes a connection is the kernel's choice. To make each one serve in turn, the
  * others are stopped (SIGSTOP) while the test connects: a stopped process cannot accept, so the
