@@ -17,6 +17,9 @@
 //        ours          ./bin/qpsmtpd: relay (relayclients 127.0.0.1), rcpt_ok, queue/discard; loglevel 2
 //        ours-maildir  the same with queue/maildir into the run folder on the real disk (fsync on)
 //        ours-w2       ours with --workers 2
+//        ours-sign     ours plus the dkim plugin signing every message (RSA 2048): the server's CPU per
+//                      message is then several times smtp-source's; `small` only
+//        ours-sign-w2  ours-sign with --workers 2: worker scaling where the load generator leaves room
 //        haraka        Haraka, nodes=0 (one process): rcpt_to.in_host_list, queue/discard, no rDNS
 //        haraka-n2     Haraka, nodes=2 (cluster master + 2 workers)
 //        qpsmtpd       qpsmtpd itself (Perl), Debian's qpsmtpd package, qpsmtpd-prefork: rcpt_ok, a
@@ -42,7 +45,7 @@
 // Options:
 //   --quick                 smaller counts and one round: a smoke run of a few minutes
 //   --only SCENARIO,...     small,reuse,100k,r10,startup,idle,50mb (default: all)
-//   --servers NAME,...      ours,ours-maildir,ours-w2,haraka,haraka-n2,qpsmtpd,node-floor,sink (default: all)
+//   --servers NAME,...      ours,ours-maildir,ours-w2,ours-sign,ours-sign-w2,haraka,haraka-n2,qpsmtpd,node-floor,sink (default: all)
 //   --repeat N              rounds of measured runs (default 3; --quick 1); the median is reported
 //   --scale X               multiply every message count by X
 //   --idle N                idle connections (default 10000; --quick 2000)
@@ -60,6 +63,7 @@
 //                           with the most self time (e.g. --cpu-prof --servers ours --only small)
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
 import { createConnection, createServer } from 'node:net';
 import { cpus, homedir, hostname, loadavg, release, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -73,7 +77,7 @@ const SOURCE_TIMEOUT_S = 240;
 
 // ---- options ------------------------------------------------------------------------------------
 
-const ALL_SERVERS = ['ours', 'ours-maildir', 'ours-w2', 'haraka', 'haraka-n2', 'qpsmtpd', 'node-floor', 'sink'];
+const ALL_SERVERS = ['ours', 'ours-maildir', 'ours-w2', 'ours-sign', 'ours-sign-w2', 'haraka', 'haraka-n2', 'qpsmtpd', 'node-floor', 'sink'];
 const LOAD_SCENARIOS = ['small', 'reuse', '100k', 'r10'];
 const ALL_SCENARIOS = [...LOAD_SCENARIOS, 'startup', 'idle', '50mb'];
 
@@ -501,6 +505,11 @@ const SERVERS = {
   ours: { label: 'qpsmtpd-ts, queue/discard', ours: true, procs: 1 },
   'ours-maildir': { label: 'qpsmtpd-ts, queue/maildir (fsync)', ours: true, procs: 1 },
   'ours-w2': { label: 'qpsmtpd-ts --workers 2, discard', ours: true, procs: 3 },
+  // What `--workers 2` gives where the load generator leaves room: signing makes each message cost
+  // the server several times what it costs smtp-source. `only`: the load scenarios it runs (it does
+  // other work than the peers, so its rows get no ratios to them).
+  'ours-sign': { label: 'qpsmtpd-ts, dkim signing, discard', ours: true, procs: 1, only: ['small'] },
+  'ours-sign-w2': { label: 'qpsmtpd-ts --workers 2, dkim signing, discard', ours: true, procs: 3, only: ['small'] },
   haraka: { label: `Haraka ${HARAKA_VERSION} nodes=0`, procs: 1 },
   'haraka-n2': { label: `Haraka ${HARAKA_VERSION} nodes=2`, procs: 3 },
   // A process per connection, from a pool that grows with the load: memory is the PSS sum of the
@@ -516,6 +525,8 @@ const COUNTS = {
   ours: { small: 12000, reuse: 20000, '100k': 6000, r10: 6000, warmup: 3000 },
   'ours-maildir': { small: 3000, reuse: 3000, '100k': 1500, r10: 2000, warmup: 1000 },
   'ours-w2': { small: 16000, reuse: 30000, '100k': 6000, r10: 8000, warmup: 3000 },
+  'ours-sign': { small: 2500, warmup: 1000 },
+  'ours-sign-w2': { small: 4000, warmup: 1000 },
   haraka: { small: 8000, reuse: 16000, '100k': 4000, r10: 4000, warmup: 2000 },
   'haraka-n2': { small: 10000, reuse: 20000, '100k': 5000, r10: 5000, warmup: 2000 },
   // The warm-up also lets the prefork pool grow to the 50 concurrent sessions.
@@ -553,10 +564,10 @@ function makeServerSetups(runDir, tools, profDir) {
   delete oursEnv.QPSMTPD_CONFIG;
   delete oursEnv.RELAYCLIENT;
   const bin = join(PROJECT, 'bin', 'qpsmtpd');
-  const oursConfig = (name, queue) => {
+  const oursConfig = (name, queue, extraPlugins = '') => {
     const root = join(runDir, name);
     writeFiles(join(root, 'config'), {
-      plugins: `relay\nrcpt_ok\n${queue}\n`,
+      plugins: `relay\nrcpt_ok\n${extraPlugins}${queue}\n`,
       relayclients: '127.0.0.1\n',
       rcpthosts: 'localhost\n',
       me: 'bench.localhost\n',
@@ -571,6 +582,10 @@ function makeServerSetups(runDir, tools, profDir) {
   };
   const discardConfig = oursConfig('ours', 'queue/discard');
   const maildirConfig = oursConfig('ours-maildir', `queue/maildir ${join(runDir, 'ours-maildir', 'Maildir')}`);
+  // smtp-source's sender is bench@example.com: the key is the one for example.com.
+  const signConfig = oursConfig('ours-sign', 'queue/discard', 'dkim\n');
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, privateKeyEncoding: { type: 'pkcs8', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } });
+  writeFiles(join(signConfig, 'dkim', 'example.com'), { selector: 'bench\n', private: privateKey });
   // The shipped config/ (for the start-up figure): a copy, so its Maildir lands in the run folder.
   const shipped = join(runDir, 'ours-default');
   cpSync(join(PROJECT, 'config'), join(shipped, 'config'), { recursive: true });
@@ -579,6 +594,8 @@ function makeServerSetups(runDir, tools, profDir) {
   if (profDir) setups['ours-prof'] = ours(discardConfig, [], ['--cpu-prof', `--cpu-prof-dir=${profDir}`]);
   setups['ours-maildir'] = ours(maildirConfig);
   setups['ours-w2'] = ours(discardConfig, ['--workers', '2']);
+  setups['ours-sign'] = ours(signConfig);
+  setups['ours-sign-w2'] = ours(signConfig, ['--workers', '2']);
   setups['ours-default'] = ours(join(shipped, 'config'));
 
   if (tools.haraka) {
@@ -899,7 +916,7 @@ function tableRows(summary) {
         row.others = `${fmt(s.otherCpuShare * 100)}%`;
         if (s.errors) row.figure = `${s.errors} run(s) with errors`;
       } else row.figure = s.text;
-      if (SERVERS[server].ours) for (const p of PEERS) row.peers[p] = showRatio(pairedRatio(s, summary[p]?.[scenario]));
+      if (SERVERS[server].ours && !SERVERS[server].only) for (const p of PEERS) row.peers[p] = showRatio(pairedRatio(s, summary[p]?.[scenario]));
       rows.push(row);
     }
   }
@@ -930,6 +947,7 @@ function summarize(runs, extras) {
         value: msgsPerS,
         msgsPerS,
         cpuMsPerMsg: median(rs.map((r) => r.cpuMsPerMsg)),
+        sourceCpuMsPerMsg: median(rs.map((r) => (r.sourceCpuS * 1000) / r.messages)),
         peakKb: Math.max(...rs.map((r) => (multi ? r.peakPssKb : r.peakRssKb))),
         pss: multi,
         runs: rs.map((r) => Math.round(r.msgsPerS)),
@@ -969,6 +987,9 @@ function targets(summary) {
   t('RSS per idle connection (one process)', g('ours', 'idle')?.value, '<= 10 KiB at 10 000 connections', (v) => v <= 10, g('ours', 'idle')?.text ?? '');
   t('one 50 MB message: RSS growth (MiB)', g('ours', '50mb')?.value, '< 16 MiB', (v) => v < 16, g('ours', '50mb')?.text ?? '');
   t('--workers 2 vs one process (2 KB, new conn each)', rel(g('ours-w2', 'small'), g('ours', 'small')), '>= 1.6x', (v) => v >= 1.6, `${mps('ours-w2', 'small')} vs ${mps('ours', 'small')} msgs/s; the 2 vCPUs also run smtp-source (Haraka nodes=2 vs nodes=0 in this run: ${fmt(rel(g('haraka-n2', 'small'), g('haraka', 'small')), 2)}x)`);
+  const sign = g('ours-sign', 'small');
+  const signW2 = g('ours-sign-w2', 'small');
+  t('--workers 2 vs one process where the load generator leaves room (2 KB, new conn each, DKIM-signed)', rel(signW2, sign), '>= 1.6x', (v) => v >= 1.6, `${mps('ours-sign-w2', 'small')} vs ${mps('ours-sign', 'small')} msgs/s; server CPU ${fmt(signW2?.cpuMsPerMsg, 3)} / ${fmt(sign?.cpuMsPerMsg, 3)} ms per message, smtp-source ${fmt(signW2?.sourceCpuMsPerMsg, 3)} / ${fmt(sign?.sourceCpuMsPerMsg, 3)}`);
   t('start-up to the first banner, shipped config/ (ms)', g('ours', 'startup')?.value, '< 200 ms', (v) => v < 200, `${g('ours', 'startup')?.text ?? ''}; bare Node sink ${g('node-floor', 'startup')?.text ?? 'not run'}, Haraka ${g('haraka', 'startup')?.text ?? 'not run'}`);
   const md = g('ours-maildir', 'small');
   const md100 = g('ours-maildir', '100k');
@@ -1107,6 +1128,7 @@ async function main() {
         for (const scenario of loads) {
           for (const name of Object.keys(live)) {
             if (interrupted) return;
+            if (SERVERS[name].only && !SERVERS[name].only.includes(scenario)) continue;
             const server = live[name];
             if (!alive(server.pid)) {
               failures.push(`${name} died before ${scenario} round ${round}; see ${server.logFile}`);
@@ -1135,7 +1157,7 @@ async function main() {
 
     // -- start-up: the shipped config for ours, the bench configs for the rest
     if (want('startup')) {
-      for (const name of servers.filter((s) => s !== 'ours-maildir')) {
+      for (const name of servers.filter((s) => s !== 'ours-maildir' && !SERVERS[s].only)) {
         if (interrupted) return;
         const setup = name === 'ours' ? setups['ours-default'] : setups[name];
         try {
@@ -1149,7 +1171,7 @@ async function main() {
 
     // -- idle connections: one-process servers, and qpsmtpd with fewer (a process each)
     if (want('idle')) {
-      for (const name of servers.filter((s) => (SERVERS[s].procs === 1 || SERVERS[s].idleMax !== undefined) && s !== 'ours-maildir')) {
+      for (const name of servers.filter((s) => (SERVERS[s].procs === 1 || SERVERS[s].idleMax !== undefined) && s !== 'ours-maildir' && !SERVERS[s].only)) {
         if (interrupted) return;
         try {
           const idleMax = SERVERS[name].idleMax;
@@ -1164,7 +1186,7 @@ async function main() {
 
     // -- one 50 MB message
     if (want('50mb')) {
-      for (const name of servers.filter((s) => SERVERS[s].procs === 1)) {
+      for (const name of servers.filter((s) => SERVERS[s].procs === 1 && !SERVERS[s].only)) {
         if (interrupted) return;
         try {
           const r = await measureBigMessage(tools, name, setups[name], runDir);
