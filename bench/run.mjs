@@ -506,7 +506,7 @@ const SERVERS = {
   'ours-maildir': { label: 'qpsmtpd-ts, queue/maildir (fsync)', ours: true, procs: 1 },
   'ours-w2': { label: 'qpsmtpd-ts --workers 2, discard', ours: true, procs: 3 },
   // What `--workers 2` gives where the load generator leaves room: signing makes each message cost
-  // the server several times what it costs smtp-source. `only`: the load scenarios it runs (it does
+  // the server some fifteen times what it costs smtp-source. `only`: the load scenarios it runs (it does
   // other work than the peers, so its rows get no ratios to them).
   'ours-sign': { label: 'qpsmtpd-ts, dkim signing, discard', ours: true, procs: 1, only: ['small'] },
   'ours-sign-w2': { label: 'qpsmtpd-ts --workers 2, dkim signing, discard', ours: true, procs: 3, only: ['small'] },
