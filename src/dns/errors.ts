@@ -23,7 +23,16 @@ export class DnsError extends Error {
   readonly rrtype: RecordType;
 
   constructor(code: DnsErrorCode, hostname: string, rrtype: RecordType, detail?: string) {
-    super(`${rrtype} ${hostname}: ${code}${detail ? ` (${detail})` : ''}`);
+    // A negative answer is a result, not a fault: one is made for every clean address a DNS list is
+    // asked about. Its stack would show the resolver's answer handling, which helps nobody, and
+    // capturing it was a few µs of every such lookup.
+    const stackLimit = Error.stackTraceLimit;
+    if (code === 'ENOTFOUND' || code === 'ENODATA') Error.stackTraceLimit = 0;
+    try {
+      super(`${rrtype} ${hostname}: ${code}${detail ? ` (${detail})` : ''}`);
+    } finally {
+      Error.stackTraceLimit = stackLimit;
+    }
     this.name = 'DnsError';
     this.code = code;
     this.hostname = hostname;

@@ -81,6 +81,16 @@ describe('answers', () => {
     assert.ok(isNegativeAnswer(nodata));
   });
 
+  test('a negative answer is made without a stack trace; a failure keeps its stack; the limit is restored', () => {
+    const limit = Error.stackTraceLimit;
+    const answer = new DnsError('ENOTFOUND', 'nowhere.test', 'A');
+    assert.equal(answer.message, 'A nowhere.test: ENOTFOUND');
+    assert.doesNotMatch(answer.stack ?? '', /\n\s+at /);
+    const failure = new DnsError('ETIMEOUT', 'slow.test', 'A');
+    assert.match(failure.stack ?? '', /\n\s+at /);
+    assert.equal(Error.stackTraceLimit, limit);
+  });
+
   test('SERVFAIL is a temporary failure, not an answer', async () => {
     const r = resolverOn(dns);
     const err = await r.resolve('broken.test', 'A').catch((e: unknown) => e);
