@@ -93,7 +93,7 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import {
-  deadline,
+  withDeadline,
   Plugin,
   DECLINED,
   DENY,
@@ -343,8 +343,10 @@ export default class Milter extends Plugin {
   private failed(state: SessionState, stage: Stage | 'reset_transaction', err: unknown): HookResult {
     const reason = errorText(err);
     this.log(LOGERROR, `${stage}: ${reason}; default_action ${this.defaultAction}`);
-    // deadline(): AbortSignal.timeout alone may be collected before it fires on Node 20.
-    state.milter?.quit(deadline(1000).signal).catch(() => undefined);
+    // A second at most to say goodbye; withDeadline stops the timer as soon as the milter has gone
+    // (AbortSignal.timeout alone may be collected before it fires on Node 20).
+    const milter = state.milter;
+    if (milter !== undefined) withDeadline(1000, undefined, (signal) => milter.quit(signal)).catch(() => undefined);
     state.milter = undefined;
     state.failed = true;
     return this.fallback(state);
