@@ -9,8 +9,8 @@
  *   with `keep` the bytes pass unchanged and the caller decides (the default policy rejects).
  * - Output is handed to the sink as slices of the input chunks: no copy, no per-line strings.
  * - The state carries over chunk boundaries, so the result is the same however the bytes are split.
- * - Runs of ordinary lines are skipped by the vector scan of line-scan.ts where this Node can run
- *   it, and by searching for CR and LF where it cannot; both stop at the same bytes.
+ * - Runs of ordinary lines are skipped in one call to a LineScanner (line-scan.ts): the vector scan
+ *   where this Node can run it, a search for CR and LF where it cannot.
  */
 import { lineScanner, type LineScanner } from './line-scan.ts';
 
@@ -38,11 +38,11 @@ export class DataFramer {
   /** Number of lone CR or LF bytes seen in the content. */
   bareLineEnds = 0;
 
-  /** `scanner`: undefined for the byte search only (tests run both ways). */
+  /** `scanner`: the process's by default; tests run every kind. */
   constructor(
     private readonly sink: (part: Buffer) => void,
     private readonly policy: BareLineEndPolicy = 'keep',
-    private readonly scanner: LineScanner | undefined = lineScanner,
+    private readonly scanner: LineScanner = lineScanner,
   ) {}
 
   get done(): boolean {
@@ -58,58 +58,35 @@ export class DataFramer {
     const n = chunk.length;
     const normalize = this.policy === 'normalize';
     const scanner = this.scanner;
-    scanner?.forget();
+    scanner.forget();
     let i = 0;
     let seg = 0;
-    // Positions of the next CR and LF at or after i; recomputed only when passed, so a chunk
-    // full of one and none of the other is still scanned once.
-    let nextCr = -2;
-    let nextLf = -2;
 
     while (i < n) {
       switch (this.state) {
         case S.MID: {
-          // j: the next CR or LF to act on.
-          let j: number;
-          if (scanner !== undefined) {
-            const stop = scanner.next(chunk, i);
-            if (stop > i) {
-              // Nothing to do before `stop`: the byte before it says where a line stands there.
-              // A CR there was no stop, so its LF follows (or the CR ends what was scanned).
-              const before = chunk[stop - 1];
-              this.state = before === LF ? S.LINE_START : before === CR ? S.CR : S.MID;
-              i = stop;
-              break;
-            }
-            // A dot after a lone LF stops the scan, but no line starts there: it is content.
-            if (chunk[i] === DOT) {
-              i++;
-              break;
-            }
-            j = i;
-          } else {
-            if (nextCr !== -1 && nextCr < i) nextCr = chunk.indexOf(CR, i);
-            if (nextLf !== -1 && nextLf < i) nextLf = chunk.indexOf(LF, i);
-            if (nextCr === -1) j = nextLf;
-            else if (nextLf === -1) j = nextCr;
-            else j = nextCr < nextLf ? nextCr : nextLf;
-            if (j === -1) {
-              i = n;
-              break;
-            }
-          }
-          if (chunk[j] === CR) {
-            i = j + 1;
+          const stop = scanner.next(chunk, i);
+          if (stop > i) {
+            // Nothing to do before `stop`: the byte before it says where a line stands there.
+            // A CR there was no stop, so its LF follows (or the CR ends what was scanned).
+            const before = chunk[stop - 1];
+            this.state = before === LF ? S.LINE_START : before === CR ? S.CR : S.MID;
+            i = stop;
+          } else if (chunk[i] === CR) {
+            i++;
             this.state = S.CR;
-          } else {
+          } else if (chunk[i] === LF) {
             // A LF that no CR preceded.
             this.bareLineEnds++;
             if (normalize) {
-              this.emit(chunk, seg, j);
+              this.emit(chunk, seg, i);
               this.sink(CRLF_BYTES);
-              seg = j + 1;
+              seg = i + 1;
             }
-            i = j + 1;
+            i++;
+          } else {
+            // A dot after a lone LF stops a scan that saw the LF, but no line starts there: content.
+            i++;
           }
           break;
         }

@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { DataFramer, type BareLineEndPolicy } from '../../src/protocol/data-framer.ts';
-import { LineScanner, lineScanModule, lineScanner } from '../../src/protocol/line-scan.ts';
+import { ByteSearchScanner, VectorScanner, lineScanModule, lineScanner, type LineScanner } from '../../src/protocol/line-scan.ts';
 import { cut, threeWaySplits, twoWaySplits } from '../helpers/splits.ts';
 
 const CR = 0x0d;
@@ -29,7 +29,7 @@ const str = (b: Uint8Array): string => Buffer.from(b).toString('latin1');
  * Feed `chunks` like the session does: until the framer returns the leftover, then everything else
  * belongs to the command reader (collected into `rest`).
  */
-function runWith(scanner: LineScanner | undefined, chunks: readonly Uint8Array[], policy?: BareLineEndPolicy): Outcome {
+function runWith(scanner: LineScanner, chunks: readonly Uint8Array[], policy?: BareLineEndPolicy): Outcome {
   const parts: Buffer[] = [];
   const framer = new DataFramer((part) => {
     assert.ok(Buffer.isBuffer(part), 'sink gets Buffers');
@@ -160,14 +160,14 @@ function stuff(body: Uint8Array): Buffer {
  * (so that short inputs cross the scan's load boundaries too), and with the byte search that serves
  * where WebAssembly cannot run.
  */
-const WAYS: ReadonlyArray<readonly [string, LineScanner | undefined]> = [
+const WAYS: ReadonlyArray<readonly [string, LineScanner]> = [
   ['vector scan', lineScanner],
-  ['vector scan, 16-byte loads', lineScanModule && new LineScanner(lineScanModule, 16)],
-  ['byte search', undefined],
+  ['vector scan, 16-byte loads', new VectorScanner(lineScanModule!, 16)],
+  ['byte search', new ByteSearchScanner()],
 ];
 
 test('Node 20 runs the vector scan: the daemon does not fall back to the byte search', () => {
-  assert.ok(lineScanner instanceof LineScanner);
+  assert.ok(lineScanner instanceof VectorScanner);
 });
 
 for (const [way, scanner] of WAYS) {

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
-import { LineScanner, lineScanModule } from '../../src/protocol/line-scan.ts';
+import { ByteSearchScanner, VectorScanner, lineScanModule, type LineScanner } from '../../src/protocol/line-scan.ts';
 import { MODULE_PATH, lineScanModuleSource } from '../../scripts/wasm.mjs';
 
 const CR = 0x0d;
@@ -43,15 +43,18 @@ test('src/protocol/line-scan-wasm.ts is line-scan.wat compiled (node scripts/was
   assert.equal(readFileSync(MODULE_PATH, 'utf8'), await lineScanModuleSource());
 });
 
-test('each stop is the first lone CR, lone LF or dot after a LF, for loads of any size', () => {
+test('each stop is the first lone CR, lone LF or dot after a LF, for loads of any size and for the byte search', () => {
   assert.ok(lineScanModule);
-  const scanners = [16, 17, 64, 65536].map((window) => new LineScanner(lineScanModule!, window));
+  const scanners: Array<[string, LineScanner, number]> = [
+    ...[16, 17, 64, 65536].map((window): [string, LineScanner, number] => [`vector scan, window ${window}`, new VectorScanner(lineScanModule!, window), window]),
+    ['byte search', new ByteSearchScanner(), Infinity],
+  ];
   fc.assert(
     fc.property(bytes, fc.nat(), (input, start) => {
       const at = input.length === 0 ? 0 : start % input.length;
-      for (const scanner of scanners) {
+      for (const [name, scanner, window] of scanners) {
         scanner.forget();
-        assert.equal(scanner.next(input, at), expectedStop(input, at, scanner.window), `window ${scanner.window}`);
+        assert.equal(scanner.next(input, at), expectedStop(input, at, window), name);
       }
     }),
     { numRuns: 3000, seed: 0x5ca9 },
@@ -60,7 +63,7 @@ test('each stop is the first lone CR, lone LF or dot after a LF, for loads of an
 
 test('walking a chunk stop by stop uses one load and finds every stop, in order', () => {
   assert.ok(lineScanModule);
-  const scanner = new LineScanner(lineScanModule, 65536);
+  const scanner = new VectorScanner(lineScanModule, 65536);
   fc.assert(
     fc.property(bytes, (input) => {
       scanner.forget();
@@ -81,7 +84,7 @@ test('walking a chunk stop by stop uses one load and finds every stop, in order'
 
 test('a chunk longer than a load is scanned a load at a time, and a reload follows another caller', () => {
   assert.ok(lineScanModule);
-  const scanner = new LineScanner(lineScanModule, 16);
+  const scanner = new VectorScanner(lineScanModule, 16);
   const plain = Buffer.from('abcdefgh\r\n'.repeat(10));
   assert.equal(scanner.next(plain, 0), 16);
   assert.equal(scanner.next(plain, 16), 32);
